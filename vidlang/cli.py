@@ -1,0 +1,64 @@
+"""`vidlang <subcommand>`: one entry point; every subcommand is a `main(argv) -> int` callable in-process.
+
+Errors caused by input (VidlangError, missing files) print one line `vidlang <cmd>: error: ...` and exit 2;
+`vidlang --debug <cmd> ...` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# name -> (module, help). Imported lazily so `vidlang synth` does not pay for torch/transformers imports.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("vidlang.data.synth", "render the synthetic noisy long-video corpus"),
+    "preprocess": ("preprocessing.cli", "decode videos, extract features, clean narration"),
+    "train": ("vidlang.train.cli", "train a dual encoder (infonce / norton)"),
+    "eval": ("vidlang.eval.cli", "evaluate a checkpoint on temporal tasks"),
+    "align": ("vidlang.eval.align", "realign narration with a trained model"),
+    "report": ("vidlang.eval.report", "side-by-side table and figures of result files"),
+    "plot-alignment": ("vidlang.eval.plots", "heatmap of a video's transport plan"),
+    "study": ("vidlang.study", "noise study: norton vs infonce post-training over seeds"),
+    "demo": ("vidlang.demo", "the end-to-end demo on the embedded synthetic corpus"),
+    "show-config": ("vidlang.train.cli", "print a resolved training config"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: vidlang [--debug] <subcommand> [args]", "", "subcommands:"]
+    lines += [f"  {name:<15} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = False
+    while argv and argv[0] == "--debug":
+        debug = True
+        argv.pop(0)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"vidlang: error: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from vidlang.errors import VidlangError
+
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    entry = getattr(module, "show_config_main" if name == "show-config" else "main")
+    try:
+        rc = entry(rest)
+    except (VidlangError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        if debug:
+            raise
+        print(f"vidlang {name}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
