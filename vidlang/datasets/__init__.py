@@ -1,0 +1,24 @@
+"""Validating readers for the public annotation formats vidlang accepts (see data_manifests/README.md).
+
+Every reader returns frozen dataclass records and raises `vidlang.errors.FormatError(path, entry, message)`
+on the first malformed entry, naming the file and the entry (video id, CSV line, ...).
+"""
+
+from vidlang.datasets.coin import (COIN_BACKGROUND, CoinStep, CoinVideo, coin_frame_labels, coin_step_vocabulary,
+                                   read_coin)
+from vidlang.datasets.crosstask import (CrossTaskRelease, CrossTaskSegment, CrossTaskTask, CrossTaskVideo,
+                                        crosstask_targets, read_crosstask)
+from vidlang.datasets.howto100m import CaptionLine, read_howto100m_captions
+from vidlang.datasets.interlink import InterlinkClip, InterlinkVideo, parse_clip_time, read_interlink
+from vidlang.datasets.msrvtt import (MsrvttData, MsrvttMCQuestion, MsrvttPair, MsrvttSentence, MsrvttVideo,
+                                     read_msrvtt_data, read_msrvtt_jsfusion, read_msrvtt_mc)
+from vidlang.datasets.youcookii import YouCookSegment, YouCookVideo, read_youcookii
+
+__all__ = [
+    "COIN_BACKGROUND", "CaptionLine", "CoinStep", "CoinVideo", "CrossTaskRelease", "CrossTaskSegment",
+    "CrossTaskTask", "CrossTaskVideo", "InterlinkClip", "InterlinkVideo", "MsrvttData", "MsrvttMCQuestion",
+    "MsrvttPair", "MsrvttSentence", "MsrvttVideo", "YouCookSegment", "YouCookVideo", "coin_frame_labels",
+    "coin_step_vocabulary", "crosstask_targets", "parse_clip_time", "read_coin", "read_crosstask",
+    "read_howto100m_captions", "read_interlink", "read_msrvtt_data", "read_msrvtt_jsfusion", "read_msrvtt_mc",
+    "read_youcookii",
+]
