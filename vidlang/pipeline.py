@@ -1,0 +1,118 @@
+"""End-to-end stages shared by `vidlang demo` and `vidlang study`.
+
+Each stage calls the same `main(argv)` a user would run from the shell (so the demo exercises the real CLI) and
+is idempotent: a finished stage is detected by its output and skipped, so an interrupted demo or study resumes.
+The paper's protocol (Norton, Sec. 4): pretrain VideoCLIP-style with InfoNCE, then post-train with Norton from
+that checkpoint; the fair baseline continues InfoNCE from the same checkpoint for the same number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidlang.errors import VidlangError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def run_cli(argv: list[str]) -> None:
+    """Run `vidlang <argv>` in-process; a non-zero status becomes a VidlangError naming the command."""
+    from vidlang.cli import main
+
+    rc = main([str(a) for a in argv])
+    if rc:
+        raise VidlangError(f"`vidlang {' '.join(map(str, argv))}` failed with status {rc}")
+
+
+@dataclass
+class Corpus:
+    root: Path  # vidlang synth output
+    features: Path  # long-video feature store (with cleaned narration in text/)
+    msrvtt_features: Path  # feature store of the MSR-VTT-style clips
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def ground_truth(self) -> Path:
+        return self.root / "ground_truth.json"
+
+    def train_overrides(self) -> list[str]:
+        return [f"data.features={self.features}", f"data.splits={self.splits}"]
+
+    def eval_overrides(self) -> list[str]:
+        ann = self.root / "annotations"
+        pairs = {
+            "features": self.features, "msrvtt_features": self.msrvtt_features,
+            "youcookii": ann / "youcookii_annotations_trainval.json",
+            "msrvtt_jsfusion": ann / "MSRVTT_JSFUSION_test.csv", "msrvtt_mc": ann / "MSR_MC_test.csv",
+            "coin": ann / "COIN.json", "crosstask": ann / "crosstask_release", "ground_truth": self.ground_truth,
+        }
+        return [f"data.{k}={v}" for k, v in pairs.items()]
+
+
+def prepare_corpus(out: Path, synth_args: list[str], workers: int = 2, log=print) -> Corpus:
+    """synth -> preprocess (thumbnail features at 1/s + cleaned narration) for the long videos and MSR-VTT clips."""
+    out = Path(out)
+    corpus = Corpus(out / "corpus", out / "features", out / "msrvtt_features")
+    t0 = time.perf_counter()
+    if not corpus.ground_truth.exists():
+        run_cli(["synth", corpus.root, *synth_args, "--workers", workers, "--no-progress"])
+    common = ["--fps", "1", "--workers", workers, "--no-progress"]
+    run_cli(["preprocess", "--videos", corpus.root / "videos", "--out", corpus.features,
+             "--captions", corpus.root / "annotations" / "howto100m_captions.json", *common])
+    run_cli(["preprocess", "--videos", corpus.root / "msrvtt" / "videos", "--out", corpus.msrvtt_features, *common])
+    log(f"corpus ready in {time.perf_counter() - t0:.0f} s: {corpus.root}")
+    return corpus
+
+
+def train_stage(config: str, out: Path, corpus: Corpus, overrides: list[str] = (), init_from: Path | None = None) -> Path:
+    """Train (or resume, or skip when finished) one run; returns its best checkpoint directory."""
+    out = Path(out)
+    if (out / "summary.json").exists() and (out / "best").is_dir():
+        return out / "best"
+    argv = ["train", "--config", CONFIGS / "norton" / config, *corpus.train_overrides(), *overrides, "--out", out]
+    if init_from is not None:
+        argv += ["--init-from", init_from]
+    run_cli(argv)
+    return out / "best"
+
+
+def untrained_checkpoint(config: str, out: Path, corpus: Corpus, seed: int = 0) -> Path:
+    """The model a run would start from (packaged MiniLM text tower, random video tower and heads), saved as a checkpoint."""
+    out = Path(out)
+    if (out / "model.safetensors").exists():
+        return out
+    import torch
+
+    from vidlang.config import load_config
+    from vidlang.data.store import FeatureStore
+    from vidlang.models.dual import DualEncoder
+    from vidlang.train.checkpoint import save_checkpoint
+    from vidlang.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, CONFIGS / "norton" / config, corpus.train_overrides())
+    store = FeatureStore(corpus.features)
+    cfg.video.input_dim = store.dim
+    torch.manual_seed(seed)
+    model = DualEncoder(cfg)
+    save_checkpoint(out, model, cfg, {"step": 0, "epoch": 0, "metrics": {}, "objective": "untrained",
+                                      "fps": store.fps, "clip_len": int(cfg.data.max_clip_len * store.fps)})
+    return out
+
+
+def eval_stage(checkpoint: Path | str, out_json: Path, corpus: Corpus, overrides: list[str] = ()) -> dict:
+    """`vidlang eval all` on every task of the synthetic corpus; cached in out_json."""
+    out_json = Path(out_json)
+    if not out_json.exists():
+        sets = []
+        for ov in [*corpus.eval_overrides(), *overrides]:
+            sets += ["--set", ov]
+        run_cli(["eval", "all", "--config", CONFIGS / "eval" / "synthetic.yaml", "--checkpoint", checkpoint,
+                 *sets, "--out", out_json, "--no-progress"])
+    return json.loads(out_json.read_text())
