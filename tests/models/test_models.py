@@ -129,3 +129,16 @@ def test_embedder_outputs(tiny_text_model_dir):
     assert tok.shape[0] == 2 and mask.sum(1).tolist() == [3, 10]  # cropped to max_len steps
     ttok, tmask = emb.text_tokens(["add salt", "boil"])
     assert ttok.shape[:2] == tmask.shape
+
+
+def test_warm_cache_precomputes_every_line_once(tiny_text_model_dir):
+    model = build(tiny_text_model_dir, "frozen").train()
+    lines = ["stir the sauce slowly", "add salt", "add salt", "now move the red square to the left please"]
+    assert model.text.warm_cache(lines, batch_size=2) == 3  # distinct lines, computed once each
+    ids, att = model.text.tokenize(["add salt", "now move the red square to the left please"])
+    warm, _ = model.encode_text(ids, att)
+    assert model.text.cache_misses == 0 and model.text.cache_hits == 2  # training batches only hit
+    model.text.cfg.cache_size = 0
+    plain, _ = model.encode_text(ids, att)
+    assert_close(warm, plain, atol=1e-5, rtol=1e-5)  # length-sorted batching does not change the states
+    assert build(tiny_text_model_dir, "all").text.warm_cache(lines) == 0  # only a frozen tower is cached

@@ -120,6 +120,28 @@ class TextEncoder(nn.Module):
             tokens = self._run(input_ids, attention_mask)
         return masked_mean(tokens, attention_mask), tokens
 
+    @torch.no_grad()
+    def warm_cache(self, texts: list[str], batch_size: int = 256) -> int:
+        """Fill the frozen tower's cache for `texts` in length-sorted batches; returns the number computed.
+
+        Training batches mix short and long spans (padding waste) and arrive a few at a time; one sorted pass
+        over every distinct span computes each exactly once with little padding. No-op unless frozen + cached.
+        """
+        if self.cfg.trainable != "frozen" or not self.cfg.cache_size:
+            return 0
+        unique = sorted(set(texts), key=len)[: self.cfg.cache_size]
+        was_training = self.backbone.training
+        self.backbone.eval()
+        done = 0
+        for i in range(0, len(unique), batch_size):
+            ids, mask = self.tokenize(unique[i : i + batch_size])
+            before = self.cache_misses
+            self._cached(ids, mask)
+            done += self.cache_misses - before
+        self.cache_misses -= done  # warming is not a training-time miss
+        self.backbone.train(was_training and self.cfg.trainable != "frozen")
+        return done
+
     def _cached(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         lengths = attention_mask.sum(1).tolist()
         keys = [input_ids[i, : int(n)].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
