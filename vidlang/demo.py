@@ -35,12 +35,12 @@ HEADLINE = [
     ("COIN frame acc (sup.)", "segmentation-coin / supervised_linear / frame_accuracy", True),
     ("COIN step-only acc (sup.)", "segmentation-coin / supervised_linear / step_accuracy", True),
     ("CrossTask recall", "crosstask / recall", True),
-    ("align recall (prior)", "alignment / recall_prior", True),
+    ("align recall (DP)", "alignment / recall_dp", True),
     ("relevance AUC (max sim)", "alignment / auc_max_sim", True),
 ]
 # Baselines computed by the evaluation code itself (not by a model): shown as their own rows.
 BASELINES = [
-    ("raw timestamps", {"align recall (prior)": "alignment / baseline / timestamps / recall"}),
+    ("raw timestamps", {"align recall (DP)": "alignment / baseline / timestamps / recall"}),
     ("all background", {"COIN frame acc (sup.)": "segmentation-coin / baseline / all_background / frame_accuracy",
                         "COIN step-only acc (sup.)": "segmentation-coin / baseline / all_background / step_accuracy"}),
 ]

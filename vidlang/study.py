@@ -34,7 +34,7 @@ CORPORA: dict[str, list] = {
 METRICS = [  # (label, flattened result key, higher is better)
     ("R@5", "clip-youcookii / t2v / R@5", True),
     ("MedR", "clip-youcookii / t2v / MedR", False),
-    ("align recall", "alignment / recall_prior", True),
+    ("align recall (DP)", "alignment / recall_dp", True),
     ("align argmax", "alignment / recall_argmax", True),
     ("relevance AUC", "alignment / auc_max_sim", True),
 ]

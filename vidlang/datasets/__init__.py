@@ -9,6 +9,7 @@ from vidlang.datasets.coin import (COIN_BACKGROUND, CoinStep, CoinVideo, coin_fr
 from vidlang.datasets.crosstask import (CrossTaskRelease, CrossTaskSegment, CrossTaskTask, CrossTaskVideo,
                                         crosstask_targets, read_crosstask)
 from vidlang.datasets.howto100m import CaptionLine, read_howto100m_captions
+from vidlang.datasets.htm_align import HtmAlignSentence, match_asr_times, read_htm_align
 from vidlang.datasets.interlink import InterlinkClip, InterlinkVideo, parse_clip_time, read_interlink
 from vidlang.datasets.msrvtt import (MsrvttData, MsrvttMCQuestion, MsrvttPair, MsrvttSentence, MsrvttVideo,
                                      read_msrvtt_data, read_msrvtt_jsfusion, read_msrvtt_mc)
@@ -16,9 +17,9 @@ from vidlang.datasets.youcookii import YouCookSegment, YouCookVideo, read_youcoo
 
 __all__ = [
     "COIN_BACKGROUND", "CaptionLine", "CoinStep", "CoinVideo", "CrossTaskRelease", "CrossTaskSegment",
-    "CrossTaskTask", "CrossTaskVideo", "InterlinkClip", "InterlinkVideo", "MsrvttData", "MsrvttMCQuestion",
-    "MsrvttPair", "MsrvttSentence", "MsrvttVideo", "YouCookSegment", "YouCookVideo", "coin_frame_labels",
-    "coin_step_vocabulary", "crosstask_targets", "parse_clip_time", "read_coin", "read_crosstask",
-    "read_howto100m_captions", "read_interlink", "read_msrvtt_data", "read_msrvtt_jsfusion", "read_msrvtt_mc",
-    "read_youcookii",
+    "CrossTaskTask", "CrossTaskVideo", "HtmAlignSentence", "InterlinkClip", "InterlinkVideo", "MsrvttData",
+    "MsrvttMCQuestion", "MsrvttPair", "MsrvttSentence", "MsrvttVideo", "YouCookSegment", "YouCookVideo",
+    "coin_frame_labels", "coin_step_vocabulary", "crosstask_targets", "match_asr_times", "parse_clip_time",
+    "read_coin", "read_crosstask", "read_howto100m_captions", "read_htm_align", "read_interlink",
+    "read_msrvtt_data", "read_msrvtt_jsfusion", "read_msrvtt_mc", "read_youcookii",
 ]

@@ -3,10 +3,14 @@
     vidlang align --checkpoint CKPT --features DIR --captions raw_caption.json --out realigned.json [--drop-frac 0.3]
 
 For every video present in both the caption file and the feature store, each line is moved to the second chosen
-by `vidlang.eval.alignment.align_lines` (content z-score + Laplace prior around its own timestamp; `--method ot`
-uses the joint OT aligner with the bucket instead), keeping its duration (clipped to the video). Lines whose
-alignability (peak z-score; OT: mass kept out of the bucket) is in the lowest `--drop-frac` fraction over the
-whole file are dropped as unalignable. Output lines are sorted by start time; the file feeds training directly.
+by the monotonic aligner `vidlang.eval.alignment.align_lines_dp` (`--method dp`, default: thresholded content
+z-score + a time prior flat inside the line's own [start, end] with Laplace tails, lines kept in narration order
+unless leaving the order pays more than `--skip-penalty`); `--method prior` aligns lines independently, `--method
+ot` uses the joint OT aligner with the bucket. Each line keeps its duration (clipped to the video). The default
+hyper-parameters are those `vidlang eval alignment` chose on the synthetic corpus's training split (a corpus
+without ground truth has nothing to tune them on). Lines whose alignability (peak z-score; OT: mass kept out of
+the bucket) is in the lowest `--drop-frac` fraction over the whole file are dropped as unalignable. Output lines
+are sorted by start time; the file feeds training directly.
 Videos of the caption file without features are left out and counted in the summary.
 """
 
@@ -21,9 +25,9 @@ from vidlang.errors import VidlangError
 from vidlang.io import atomic_write_json
 
 
-def realign(embedder, store, captions: dict, method: str = "prior", prior_scale: float = 3.0,
-            content_weight: float = 1.0, drop_frac: float = 0.0, ot_epsilon: float = 0.3,
-            ot_bucket: float = 0.0) -> tuple[dict, dict]:
+def realign(embedder, store, captions: dict, method: str = "dp", prior_scale: float = 6.0,
+            content_weight: float = 0.5, drop_frac: float = 0.0, ot_epsilon: float = 0.3,
+            ot_bucket: float = 0.0, content_threshold: float = 1.0, skip_penalty: float = 1.0) -> tuple[dict, dict]:
     """captions {vid: [CaptionLine]} -> ({vid: {"start", "end", "text"}}, summary dict)."""
     from vidlang.eval import alignment as al
     from vidlang.eval.tasks import line_similarity
@@ -45,13 +49,17 @@ def realign(embedder, store, captions: dict, method: str = "prior", prior_scale:
         dur = feats.shape[0] / fps
         starts, ends = [l.start for l in lines], [l.end for l in lines]
         sim = line_similarity(embedder, feats, [l.text for l in lines], fps)
-        if method == "prior":
-            res = al.align_lines(sim, starts, ends, fps, prior_scale=prior_scale, content_weight=content_weight)
+        if method == "dp":
+            res = al.align_lines_dp(sim, starts, ends, fps,
+                                    al.AlignerParams(content_weight, content_threshold, prior_scale, skip_penalty))
+        elif method == "prior":
+            res = al.align_lines(sim, starts, ends, fps, prior_scale=prior_scale, content_weight=content_weight,
+                                 content_threshold=content_threshold)
         elif method == "ot":
             res = al.align_lines_ot(sim, starts, ends, fps, prior_scale=prior_scale, content_weight=content_weight,
-                                    bucket_value=ot_bucket, epsilon=ot_epsilon)
+                                    bucket_value=ot_bucket, epsilon=ot_epsilon, content_threshold=content_threshold)
         else:
-            raise VidlangError(f"--method: unknown {method!r} (prior, ot)")
+            raise VidlangError(f"--method: unknown {method!r} (dp, prior, ot)")
         rows = []
         for line, t, a in zip(lines, res.time, res.alignability):
             half = max(line.end - line.start, 0.0) / 2
@@ -79,15 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--captions", required=True, help="HowTo100M caption JSON")
     ap.add_argument("--out", required=True, help="realigned caption JSON (same format)")
     ap.add_argument("--drop-frac", type=float, default=0.0, help="fraction of least alignable lines to drop")
-    ap.add_argument("--method", choices=["prior", "ot"], default="prior")
-    ap.add_argument("--prior-scale", type=float, default=3.0, help="Laplace scale of the time prior (s)")
-    ap.add_argument("--content-weight", type=float, default=1.0)
+    ap.add_argument("--method", choices=["dp", "prior", "ot"], default="dp")
+    ap.add_argument("--prior-scale", type=float, default=6.0, help="Laplace scale of the time prior's tails (s)")
+    ap.add_argument("--content-weight", type=float, default=0.5)
+    ap.add_argument("--content-threshold", type=float, default=1.0, help="z-scores below this are no evidence")
+    ap.add_argument("--skip-penalty", type=float, default=1.0, help="dp: cost of leaving the narration order")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     if not 0.0 <= args.drop_frac < 1.0:
         raise VidlangError(f"--drop-frac must be in [0, 1), got {args.drop_frac}")
     if args.prior_scale <= 0:
         raise VidlangError(f"--prior-scale must be > 0, got {args.prior_scale}")
+    if args.content_weight < 0 or args.skip_penalty < 0:
+        raise VidlangError("--content-weight and --skip-penalty must be >= 0")
     from vidlang.data.store import FeatureStore
     from vidlang.datasets import read_howto100m_captions
     from vidlang.eval.cli import EvalConfig, load_embedder_for
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     store = FeatureStore(args.features)
     embedder = load_embedder_for(EvalConfig(checkpoint=args.checkpoint, device=args.device))
     out, summary = realign(embedder, store, captions, args.method, args.prior_scale, args.content_weight,
-                           args.drop_frac)
+                           args.drop_frac, content_threshold=args.content_threshold, skip_penalty=args.skip_penalty)
     atomic_write_json(args.out, out)
     print(f"realigned {summary['videos']} videos ({summary['videos_without_features']} without features skipped): "
           f"kept {summary['kept']}/{summary['lines']} lines -> {args.out}")
