@@ -1,17 +1,20 @@
 """Benchmarks for the Norton losses.
 
-    .venv/bin/python tools/bench_norton.py                 # parts (i) and (iii) with the default sizes
+    .venv/bin/python tools/bench_norton.py                 # parts (i), (ii) and (iii) with the default sizes
     .venv/bin/python tools/bench_norton.py --parts i --problems 64 --size 32 --iters 200
     .venv/bin/python tools/bench_norton.py --parts iii --n 512   # smaller fine-grained memory run
 
 (i)   Batched log-domain Sinkhorn (vidlang.losses.ot.sinkhorn_log) vs POT's ``ot.batch.solve_batch``
       (method="log_sinkhorn") vs a Python loop of ``ot.bregman.sinkhorn_log``: same problems, same fixed number of
       iterations (no early stop), median wall time, time ratios and the max difference of the plans.
-(ii)  Norton step time / InfoNCE step time: ``bench_step_ratio`` — slot for the trainer (needs the model).
-(iii) Peak memory of the fine-grained frame-word similarity, chunked vs naive (one block = the whole
-      N x N x T x V tensor), forward pass under no_grad. Each variant runs in a fresh child process and reports
-      the growth of its peak resident set size (``resource.getrusage(...).ru_maxrss`` high-water mark, read just
-      before and after the call, inputs already allocated): a real measurement of every allocation torch made.
+(ii)  Norton training-step time / InfoNCE training-step time on the demo model (tools/bench_train_step.py: same
+      model and batch, objectives alternating, median step times); target <= 1.3.
+(iii) Peak memory of the fine-grained frame-word similarity, chunked (automatic blocks under the entry budget,
+      or --chunk videos x texts per block) vs naive (one block = every real word x all N x V frames, i.e. the
+      whole N x N x T x V problem at once), forward pass under no_grad. Each variant runs in a fresh child process
+      and reports the growth of its peak resident set size (VmHWM high-water mark of /proc/self/status, else
+      ``ru_maxrss``, read just before and after the call, inputs already allocated): a real measurement of every
+      allocation torch made.
 """
 
 from __future__ import annotations
@@ -78,13 +81,21 @@ def bench_sinkhorn(problems: int = 64, size: int = 32, iters: int = 200, epsilon
     return res
 
 
-def bench_step_ratio() -> dict:
+def bench_step_ratio(videos: int = 16, clips: int = 8, repeats: int = 10, threads: int | None = None) -> dict:
     """Part (ii): Norton training-step time / InfoNCE training-step time on the same model and batch.
 
-    Not implemented here: it needs vidlang.models.DualEncoder and the training objective, which did not exist
-    when this file was written. The trainer fills this slot.
+    Runs tools/bench_train_step.py's ``bench_step_ratio`` in this process (demo config, random features).
     """
-    raise NotImplementedError("bench_step_ratio (part ii) is added by the trainer once the model exists")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_train_step import bench_step_ratio as step_ratio
+
+    res = step_ratio(batch_videos=videos, clips=clips, repeats=repeats, threads=threads)
+    print(f"(ii) training step, demo model, {videos} videos x {clips} clips, {res['threads']} threads "
+          f"(median of {repeats}, objectives alternating)")
+    print(f"    infonce           {1e3 * res['infonce_s']:8.1f} ms")
+    print(f"    norton            {1e3 * res['norton_s']:8.1f} ms   ratio norton/infonce {res['ratio']:.2f} "
+          f"(target <= 1.3)")
+    return res
 
 
 def _inputs(n: int, t: int, v: int, d: int, seed: int = 0):
@@ -96,7 +107,21 @@ def _inputs(n: int, t: int, v: int, d: int, seed: int = 0):
     return vt, tt, vm, tm
 
 
-def _child_fine_grained(n: int, t: int, v: int, d: int, chunk: int) -> dict:
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS. Linux: VmHWM of /proc/self/status, the high-water mark of this process's own
+    address space. ru_maxrss is not used there: it also counts the RSS the parent had when it forked this child
+    (e.g. the whole model after part (ii)), which would hide the growth."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child_fine_grained(n: int, t: int, v: int, d: int, chunk: int | None) -> dict:
     """Runs in a fresh process: peak RSS growth (bytes) of one fine-grained similarity call."""
     from vidlang.losses.norton import fine_grained_similarity
 
@@ -105,12 +130,12 @@ def _child_fine_grained(n: int, t: int, v: int, d: int, chunk: int) -> dict:
     small = _inputs(4, t, v, d)
     with torch.no_grad():
         fine_grained_similarity(*small, chunk_size=2)  # load kernels / allocator before the baseline
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = _peak_rss_bytes()
         t0 = time.perf_counter()
         out = fine_grained_similarity(vt, tt, vm, tm, chunk_size=chunk)
         dt = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"chunk": chunk, "peak_growth_bytes": (after - before) * 1024, "seconds": dt,
+        after = _peak_rss_bytes()
+    return {"chunk": chunk, "peak_growth_bytes": after - before, "seconds": dt,
             "checksum": float(out.double().sum())}
 
 
@@ -125,14 +150,15 @@ def _mem_available() -> int:
     return 0
 
 
-def bench_fine_grained_memory(n: int = 1024, t: int = 32, v: int = 18, d: int = 256, chunk: int = 64) -> dict:
+def bench_fine_grained_memory(n: int = 1024, t: int = 32, v: int = 18, d: int = 256,
+                              chunk: int | None = None) -> dict:
     """Part (iii). Chunked vs naive peak memory, each in its own child process."""
     full_bytes = n * n * t * v * 4
     res = {"n": n, "t": t, "v": v, "d": d, "chunk": chunk, "naive_block_bytes": full_bytes}
     runs = {}
     for name, ck in (("chunked", chunk), ("naive", n)):
         # the naive variant holds ~3 full N*N*T*V float32 tensors at once; refuse rather than swap/OOM
-        need = 4 * full_bytes if name == "naive" else 4 * chunk * chunk * t * v * 4 + n * n * 16
+        need = 4 * full_bytes if name == "naive" else 4 * 4 * (1 << 24) + n * n * 16
         avail = _mem_available()
         if avail and need > 0.7 * avail:
             print(f"(iii) skip {name}: needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available "
@@ -149,7 +175,8 @@ def bench_fine_grained_memory(n: int = 1024, t: int = 32, v: int = 18, d: int = 
           f"one full N*N*T*V float32 tensor = {full_bytes / 2**20:.0f} MiB")
     for name, r in runs.items():
         if r:
-            print(f"    {name:8s} chunk={r['chunk']:5d}  peak growth {r['peak_growth_bytes'] / 2**20:9.1f} MiB  "
+            chunk = "auto" if r["chunk"] is None else str(r["chunk"])
+            print(f"    {name:8s} chunk={chunk:>5s}  peak growth {r['peak_growth_bytes'] / 2**20:9.1f} MiB  "
                   f"{r['seconds']:.2f} s")
     if runs.get("chunked") and runs.get("naive"):
         ratio = runs["chunked"]["peak_growth_bytes"] / max(1, runs["naive"]["peak_growth_bytes"])
@@ -161,7 +188,7 @@ def bench_fine_grained_memory(n: int = 1024, t: int = 32, v: int = 18, d: int = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="i,iii", help="comma list of i, ii, iii")
+    ap.add_argument("--parts", default="i,ii,iii", help="comma list of i, ii, iii")
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--iters", type=int, default=200)
@@ -171,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--t", type=int, default=32)
     ap.add_argument("--v", type=int, default=18)
     ap.add_argument("--d", type=int, default=256)
-    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=None, help="videos x texts per block (default: automatic)")
+    ap.add_argument("--videos", type=int, default=16, help="part (ii): videos per batch")
+    ap.add_argument("--clips", type=int, default=8, help="part (ii): clips per video")
+    ap.add_argument("--threads", type=int, default=None, help="part (ii): torch threads (default: unchanged)")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -186,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if "i" in parts:
         results["sinkhorn"] = bench_sinkhorn(args.problems, args.size, args.iters, args.epsilon, args.repeats)
     if "ii" in parts:
-        results["step_ratio"] = bench_step_ratio()
+        results["step_ratio"] = bench_step_ratio(args.videos, args.clips, args.repeats, args.threads)
     if "iii" in parts:
         results["fine_grained_memory"] = bench_fine_grained_memory(args.n, args.t, args.v, args.d, args.chunk)
     if args.json:

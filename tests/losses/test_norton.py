@@ -215,3 +215,87 @@ def test_half_precision_inputs_are_computed_in_float32():
     assert_close(out["total"], ref["total"].detach())
     out["total"].backward()
     assert half["video_tokens"].grad.dtype == torch.bfloat16 and half["video_tokens"].grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+@pytest.mark.parametrize("alpha", [1.0, 0.02])  # static-max path and the per-row-max path
+def test_budgeted_blocks_equal_one_block_values_and_gradients(faithful, alpha):
+    """Automatic blocking under a tiny entry budget (videos split, then texts split too: the backward recomputes
+    every block) gives the one-block result (whose backward reuses the forward's exponentials)."""
+    g = torch.Generator().manual_seed(11)
+    vt = torch.randn(6, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    tt = torch.randn(7, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    vm, tm = torch.rand(6, 4, generator=g) > 0.4, torch.rand(7, 6, generator=g) > 0.4
+    vm[:, 1], tm[:, 0] = True, True
+    wv, wt = torch.randn(6, 7, generator=g, dtype=torch.float64), torch.randn(6, 7, generator=g, dtype=torch.float64)
+    results = []
+    for budget in (10**6, 300, 12):  # one block; several videos per block; one video x few texts per block
+        v2t, t2v = fine_grained_directions(vt, tt, vm, tm, alpha=alpha, faithful=faithful, max_block_entries=budget)
+        grads = torch.autograd.grad((v2t * wv).sum() + (t2v * wt).sum(), [vt, tt])
+        results.append((v2t, t2v, *grads))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert_close(a, b, atol=1e-12, rtol=1e-10)
+    if not faithful:
+        want = naive_fine_grained(vt, tt, vm, tm, alpha=alpha)
+        assert_close((results[0][0] + results[0][1]) / 2, want, atol=1e-12, rtol=1e-10)
+
+
+def test_fine_grained_gradient_to_one_side_only_and_no_grad():
+    x = _batch(12, n=6)
+    vt = x["video_tokens"].clone().requires_grad_(True)
+    v2t, t2v = fine_grained_directions(vt, x["text_tokens"], x["video_mask"], x["text_mask"])
+    (gv,) = torch.autograd.grad((v2t + t2v).sum(), vt)
+    assert torch.isfinite(gv).all() and gv.abs().sum() > 0
+    assert (gv[~x["video_mask"]] == 0).all()  # padded frames get no gradient
+    with torch.no_grad():
+        v2t_ng, t2v_ng = fine_grained_directions(vt, x["text_tokens"], x["video_mask"], x["text_mask"])
+    assert_close(v2t_ng, v2t.detach(), atol=0, rtol=0)
+    assert_close(t2v_ng, t2v.detach(), atol=0, rtol=0)
+
+
+def test_gathered_norton_equals_the_global_batch_loss():
+    """Two simulated processes (threads exchanging tensors like all_gather): the mean of the two local losses
+    equals the single-process loss on the whole batch, also when the processes pad their texts differently.
+    (Gradients through a real differentiable all_gather: tests/train/test_multiprocess.py.)"""
+    import threading
+
+    x = _batch(13, n=16)
+    cfg = NortonConfig(clips_per_paragraph=2)
+    log_scale = torch.tensor(2.0, dtype=torch.float64)
+    full = norton_loss(**x, cfg=cfg, logit_scale=log_scale, clips_per_video=4)
+    halves = [{k: v[8 * r:8 * r + 8] for k, v in x.items()} for r in (0, 1)]
+    # process 1 pads its captions to 2 more words than process 0 (garbage values, masked)
+    halves[1]["text_tokens"] = torch.cat([halves[1]["text_tokens"], torch.randn(8, 2, 6, dtype=torch.float64)], 1)
+    halves[1]["text_mask"] = F.pad(halves[1]["text_mask"], (0, 2))
+    barrier, slots, outs, errors = threading.Barrier(2, timeout=60), [None, None], [None, None], []
+
+    def gather_for(rank):
+        def gather(t):
+            slots[rank] = t
+            barrier.wait()
+            out = torch.cat([slots[0], slots[1]])
+            barrier.wait()  # both have read the slots before the next exchange overwrites them
+            return out
+        return gather
+
+    def run(rank):
+        try:
+            outs[rank] = norton_loss(**halves[rank], cfg=cfg, logit_scale=log_scale, clips_per_video=4,
+                                     gather=gather_for(rank), rank_offset=8 * rank)
+        except BaseException as e:  # surface errors from the thread
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for key in ("total", "clip", "paragraph", "clip_v2t", "clip_t2v", "paragraph_t2v", "paragraph_v2t"):
+        assert_close((outs[0][key] + outs[1][key]) / 2, full[key], atol=1e-10, rtol=1e-10)
+    assert_close(outs[0]["bucket_value"], full["bucket_value"], atol=1e-12, rtol=0)
+    assert_close(outs[1]["bucket_value"], full["bucket_value"], atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="faithful"):
+        norton_loss(**x, cfg=NortonConfig(clips_per_paragraph=2, faithful=True), gather=lambda t: t)

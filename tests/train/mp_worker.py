@@ -2,7 +2,9 @@
 
 argv: TEXT_MODEL_DIR OUT_DIR. Trains 3 infonce steps with accelerate (gloo, 2 ranks), then checks on the final
 model that (a) both ranks hold identical weights and (b) the loss with differentiable all-gathered negatives,
-averaged over ranks, equals the single-process loss on the same global batch, and so do the gradients.
+averaged over ranks, equals the single-process loss on the same global batch, and so do the gradients; (b) is
+checked for the infonce and the norton objectives (norton: global clip negatives, rectification plan, paragraph
+negatives and bucket quantile).
 Rank 0 writes OUT_DIR/mp_result.json.
 """
 
@@ -46,18 +48,7 @@ def main() -> None:
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     local = ds.batch(order, 5, 0, model.text.tokenize, rank, world)
-    model.zero_grad()
-    loss = OBJECTIVES["infonce"](model, local, Gatherer(), cfg)["total"]
-    loss.backward()
-    grads = torch.cat([p.grad.flatten() for p in trainable])
-    dist.all_reduce(grads)
-    grads /= world  # DDP's averaging
-    mean_loss = loss.detach().clone()
-    dist.all_reduce(mean_loss)
-    mean_loss /= world
-
     whole = ds.batch(order, 5, 0, model.text.tokenize, 0, 1)
-    model.zero_grad()
 
     class Single:  # the single-process gather (identity), rank 0
         rank = 0
@@ -65,12 +56,25 @@ def main() -> None:
         def __call__(self, x):
             return x
 
-    ref = OBJECTIVES["infonce"](model, whole, Single(), cfg)["total"]
-    ref.backward()
-    ref_grads = torch.cat([p.grad.flatten() for p in trainable])
-    result.update(dist_loss=float(mean_loss), single_loss=float(ref.detach()),
-                  max_grad_diff=float((grads - ref_grads).abs().max()), grad_norm=float(ref_grads.norm()),
-                  local_rows=int(local.video.shape[0]), global_rows=int(whole.video.shape[0]))
+    for name, prefix in (("infonce", ""), ("norton", "norton_")):
+        model.zero_grad()
+        loss = OBJECTIVES[name](model, local, Gatherer(), cfg)["total"]
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in trainable])
+        dist.all_reduce(grads)
+        grads /= world  # DDP's averaging
+        mean_loss = loss.detach().clone()
+        dist.all_reduce(mean_loss)
+        mean_loss /= world
+
+        model.zero_grad()
+        ref = OBJECTIVES[name](model, whole, Single(), cfg)["total"]
+        ref.backward()
+        ref_grads = torch.cat([p.grad.flatten() for p in trainable])
+        result.update({f"{prefix}dist_loss": float(mean_loss), f"{prefix}single_loss": float(ref.detach()),
+                       f"{prefix}max_grad_diff": float((grads - ref_grads).abs().max()),
+                       f"{prefix}grad_norm": float(ref_grads.norm())})
+    result.update(local_rows=int(local.video.shape[0]), global_rows=int(whole.video.shape[0]))
     if rank == 0:
         (out / "mp_result.json").write_text(json.dumps(result))
     dist.barrier()

@@ -1,4 +1,5 @@
-"""Two real CPU processes (torchrun, gloo): identical weights after training, and global-negative loss parity."""
+"""Two real CPU processes (torchrun, gloo): identical weights after training, and global-negative loss parity
+(infonce and norton)."""
 
 from __future__ import annotations
 
@@ -27,5 +28,8 @@ def test_two_processes_identical_weights_and_gathered_loss(tiny_text_model_dir, 
     assert r["local_rows"] * 2 == r["global_rows"]
     assert r["dist_loss"] == pytest.approx(r["single_loss"], abs=1e-5)
     assert r["grad_norm"] > 0 and r["max_grad_diff"] <= 1e-5 * max(1.0, r["grad_norm"])
+    # norton with gathered negatives == norton on the global batch in one process (values and gradients)
+    assert r["norton_dist_loss"] == pytest.approx(r["norton_single_loss"], abs=1e-5)
+    assert r["norton_grad_norm"] > 0 and r["norton_max_grad_diff"] <= 1e-5 * max(1.0, r["norton_grad_norm"])
     log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in log if "total" in x] == [1, 2, 3]  # rank 0 logs once per step

@@ -45,13 +45,14 @@ faithful=True reproduces the released code's arithmetic (for parity tests); the 
 | grouping                       | video-major, paragraphs = consecutive L rows         | same (documented, validated)              |
 
 einops axis legend: n pairs (= b*k), i video rows of a chunk, j text rows of a chunk, f frames (video tokens),
-t words (text tokens), d features, p paragraphs, l clips (captions) in a paragraph, q caption paragraphs,
-r clip paragraphs.
+t words (text tokens), w real words packed text-major (padding dropped), d features, p paragraphs, l clips
+(captions) in a paragraph, q caption paragraphs, r clip paragraphs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -82,7 +83,9 @@ class NortonConfig:
     fusion_weight: float = 0.5  # sim = (w * pooled + fine) / (w + 1) (release: fusion_weight)
     temperature_init: float = 0.07  # initial paragraph temperature; faithful mode keeps it fixed (release)
     faithful: bool = False  # True: reproduce the release's arithmetic (table in the module docstring)
-    chunk_size: int = 64  # video/text rows per block of the fine-grained similarity (memory O(chunk^2*F*T))
+    # Blocks of the fine-grained similarity: None = automatic (blocks of <= MAX_BLOCK_ENTRIES frame-word entries,
+    # one block for small batches); an int = that many videos x texts per block (memory O(chunk^2*F*T)).
+    chunk_size: int | None = None
 
     def validate(self) -> None:
         checks = [
@@ -96,11 +99,20 @@ class NortonConfig:
             ("alpha", self.alpha > 0, "> 0"),
             ("fusion_weight", self.fusion_weight >= 0, ">= 0"),
             ("temperature_init", 0 < self.temperature_init, "> 0"),
-            ("chunk_size", self.chunk_size >= 1, ">= 1"),
+            ("chunk_size", self.chunk_size is None or self.chunk_size >= 1, ">= 1 or None"),
         ]
         for key, ok, want in checks:
             if not ok:
                 raise ValueError(f"NortonConfig.{key}={getattr(self, key)!r} must be {want}")
+
+
+# Frame-word similarity block budget: a block holds (words of its texts) x (frames of its videos) float entries.
+# 16M entries = 64 MiB of float32: the demo batch (128 pairs) runs as one block, N=1024 in a few dozen.
+MAX_BLOCK_ENTRIES = 1 << 24
+# Static-max fast path (see _FrameWordSoftMax) when every softmax denominator is >= exp(-2/alpha) >= exp(-40):
+# it cannot underflow and its reciprocal (backward) stays finite. Smaller alpha uses per-row maxima.
+_STATIC_MIN_ALPHA = 0.05
+_PAD_EXPONENT = -80.0
 
 
 def _check_mask(name: str, mask: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -113,14 +125,174 @@ def _check_mask(name: str, mask: Tensor, shape: tuple[int, int]) -> Tensor:
     return mask
 
 
+def _block_plan(n_videos: int, frames: int, word_offsets: list[int], chunk_size: int | None,
+                max_entries: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Video ranges and text ranges of the blocks. A block of ci videos and texts holding w real words has
+    w * ci * frames entries. chunk_size: ci = cj = chunk_size; None: as few blocks as fit ``max_entries``."""
+    n_texts = len(word_offsets) - 1
+    if chunk_size is not None:
+        vid = [(i, min(i + chunk_size, n_videos)) for i in range(0, n_videos, chunk_size)]
+        txt = [(j, min(j + chunk_size, n_texts)) for j in range(0, n_texts, chunk_size)]
+        return vid, txt
+    per_video = word_offsets[-1] * frames  # entries of one video against every text
+    if per_video <= max_entries:
+        ci = max(1, min(n_videos, max_entries // per_video))
+        return [(i, min(i + ci, n_videos)) for i in range(0, n_videos, ci)], [(0, n_texts)]
+    txt, j0 = [], 0  # one video per block; texts grouped greedily under the budget
+    for j in range(n_texts):
+        if j > j0 and (word_offsets[j + 1] - word_offsets[j0]) * frames > max_entries:
+            txt.append((j0, j))
+            j0 = j
+    txt.append((j0, n_texts))
+    return [(i, i + 1) for i in range(n_videos)], txt
+
+
+class _FrameWordSoftMax(torch.autograd.Function):
+    """Both directional frame-word soft maxima of all (video, text) pairs, block by block, from ONE similarity
+    block per (video range, text range): a single matmul of the block's frames with the block's real words.
+
+    Layout of a block (rows: the real words of the block's texts, packed text-major; columns: (i f), every frame
+    of the block's videos, padded ones included): ``s = words @ frames^T``. The texts' padding never enters the
+    matmul (words are packed); padded frames (zero vectors) get their own exponent through the addmm's bias, so
+    exp() makes them negligible (see _fw_block) without a separate masking pass. Reductions: over frames (t2v) =
+    a contiguous (w, i, f) -> (w, i) sum; over the words of each text (v2t) = index_add_ of rows.
+
+    Backward needs the softmax weights (e / row sums). When everything fits one block (e.g. the demo batch) the
+    forward's exponentials are kept (one block of memory, no recompute); otherwise each block is recomputed in
+    backward (one matmul + exp), so training memory is O(block) too, not O(Nv*Nt*F*T) like plain autograd over
+    the blocks. dL/ds = e_t * A[text(w), (i f)] + e_f * B[w, i] with A = g_v2t * wf / S_t and B = g_t2v * wt / S_f
+    (wf, wt: the 1/n averaging weights, 0 on padding; the same in faithful and default modes, which differ only
+    by constants). Then grad_words = dL/ds @ frames and grad_frames = dL/ds^T @ words.
+    """
+
+    @staticmethod
+    def forward(ctx, v: Tensor, words: Tensor, vmask: Tensor, word_text: Tensor, word_offsets: list[int],
+                n_t: Tensor, alpha: float, faithful: bool, n_words_padded: int, chunk_size: int | None,
+                max_entries: int):
+        nv, nf, d = v.shape
+        nt = n_t.shape[0]
+        vmf = vmask.to(v.dtype)
+        n_f = vmf.sum(1)
+        wf = vmf / n_f[:, None]  # (Nv, F) frame weights of the v2t average
+        w_word = 1.0 / n_t[word_text]  # (Rt,) word weights of the t2v average
+        static = alpha >= _STATIC_MIN_ALPHA
+        vid, txt = _block_plan(nv, nf, word_offsets, chunk_size, max_entries)
+        v2t = v.new_empty(nv, nt)
+        t2v = v.new_empty(nv, nt)
+        keep = len(vid) * len(txt) == 1 and any(ctx.needs_input_grad[:2])
+        saved = None
+        for i0, i1 in vid:
+            for j0, j1 in txt:
+                blk = _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, j0, j1)
+                e_t, e_f, s_t, s_f, m_t, m_f = blk
+                # lse over the real words of each text (per frame) and over the real frames (per word)
+                lse_t = (torch.log(s_t.clamp_min(torch.finfo(v.dtype).tiny)) + m_t).view(j1 - j0, i1 - i0, nf)
+                lse_f = torch.log(s_f) + m_f  # (w, i)
+                w0, w1 = word_offsets[j0], word_offsets[j1]
+                wt_loc = word_text[w0:w1] - j0
+                ntj, nfi = n_t[j0:j1], n_f[i0:i1]
+                if faithful:  # release: sum over real tokens, each padded token adds log(n_real of the other side)
+                    vt = ((lse_t * vmf[i0:i1]).sum(2) + (nf - nfi)[None, :] * torch.log(ntj)[:, None]) / nfi
+                    tv = (lse_f.new_zeros(j1 - j0, i1 - i0).index_add_(0, wt_loc, lse_f)
+                          + (n_words_padded - ntj)[:, None] * torch.log(nfi)[None, :]) / ntj[:, None]
+                else:  # log-mean-exp averaged over real tokens (weights sum to 1, so the -log n moves out)
+                    vt = (lse_t * wf[i0:i1]).sum(2) - torch.log(ntj)[:, None]
+                    tv = (lse_f.new_zeros(j1 - j0, i1 - i0).index_add_(0, wt_loc, lse_f * w_word[w0:w1, None])
+                          - torch.log(nfi)[None, :])
+                v2t[i0:i1, j0:j1] = alpha * vt.T
+                t2v[i0:i1, j0:j1] = alpha * tv.T
+                if keep:
+                    saved = (e_t, e_f, s_t, s_f)
+        ctx.cfg = (word_offsets, alpha, static, vid, txt, saved)
+        ctx.save_for_backward(v, words, vmask, word_text, wf, w_word)
+        return v2t, t2v
+
+    @staticmethod
+    def backward(ctx, g_v2t: Tensor, g_t2v: Tensor):
+        v, words, vmask, word_text, wf, w_word = ctx.saved_tensors
+        word_offsets, alpha, static, vid, txt, saved = ctx.cfg
+        nv, nf, d = v.shape
+        need_v, need_w = ctx.needs_input_grad[:2]
+        grad_v = torch.zeros_like(v).view(nv * nf, d) if need_v and saved is None else None
+        grad_w = torch.zeros_like(words) if need_w and saved is None else None
+        for i0, i1 in vid:
+            for j0, j1 in txt:
+                if saved is not None:
+                    e_t, e_f, s_t, s_f = saved
+                else:
+                    e_t, e_f, s_t, s_f, _, _ = _fw_block(v, words, vmask, word_text, word_offsets, alpha, static,
+                                                         i0, i1, j0, j1)
+                w0, w1 = word_offsets[j0], word_offsets[j1]
+                wt_loc = word_text[w0:w1] - j0
+                ci, nw = i1 - i0, w1 - w0
+                # A: (texts, (i f)); padded frames have wf = 0 (and s_t = 0 there: clamp keeps 0 / s finite)
+                a = (g_v2t[i0:i1, j0:j1].T[:, :, None] * wf[None, i0:i1]).reshape(j1 - j0, ci * nf)
+                a = a / s_t.clamp_min(torch.finfo(v.dtype).tiny)
+                b = g_t2v[i0:i1, j0:j1].T[wt_loc] * w_word[w0:w1, None] / s_f  # (w, i)
+                grad_s = a.index_select(0, wt_loc)  # (w, (i f))
+                if static:  # e_t is e_f: dL/ds = e * (A + B)
+                    grad_s.view(nw, ci, nf).add_(b[:, :, None])
+                    grad_s.mul_(e_t)
+                else:
+                    grad_s.mul_(e_t).view(nw, ci, nf).addcmul_(e_f.view(nw, ci, nf), b[:, :, None])
+                if need_w:
+                    if saved is not None:  # one block: no zero-fill + accumulate pass
+                        grad_w = torch.mm(grad_s, v.view(nv * nf, d))
+                    else:
+                        grad_w[w0:w1].addmm_(grad_s, v[i0:i1].reshape(ci * nf, d))
+                if need_v:
+                    if saved is not None:
+                        grad_v = torch.mm(grad_s.T, words)
+                    else:
+                        grad_v[i0 * nf:i1 * nf].addmm_(grad_s.T, words[w0:w1])
+        if grad_v is not None:
+            grad_v = grad_v.view(nv, nf, d)
+        return grad_v, grad_w, None, None, None, None, None, None, None, None, None
+
+
+def _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, j0, j1):
+    """Exponentials and their sums for one block. Returns e_t, e_f (w, (i f)) (the same tensor on the static
+    path), s_t (texts, (i f)) = sums over each text's words, s_f (w, i) = sums over each video's frames, and the
+    shifts m_t, m_f (lse = log s + m)."""
+    nf, d = v.shape[1], v.shape[2]
+    ci = i1 - i0
+    w0, w1 = word_offsets[j0], word_offsets[j1]
+    wt_loc = word_text[w0:w1] - j0
+    vb = v[i0:i1].reshape(ci * nf, d)
+    real = vmask[i0:i1].reshape(1, ci * nf)
+    if static:
+        # Unit vectors: s <= 1, so lse(s/alpha) = 1/alpha + log sum exp((s-1)/alpha) with every exponent in
+        # [-2/alpha, 0]: the log-sum-exp shift is known in advance (no max passes); it rides in the addmm's bias.
+        # Padded frames (zero vectors, s = 0) get exponent -80 instead: exp = 1.8e-35, a normal float32 that adds
+        # < F * 1e-20 relative to any real sum (>= exp(-40)), i.e. nothing, and never a denormal (exp() of
+        # arguments below -87 produces denormals / zeros through a slow path, several times slower).
+        bias = torch.full_like(real, -1.0 / alpha, dtype=v.dtype).masked_fill_(~real, _PAD_EXPONENT)
+        e = torch.addmm(bias, words[w0:w1], vb.T, alpha=1.0 / alpha).exp_()
+        s_f = e.view(w1 - w0, ci, nf).sum(2)
+        s_t = e.new_zeros(j1 - j0, ci * nf).index_add_(0, wt_loc, e)
+        return e, e, s_t, s_f, 1.0 / alpha, 1.0 / alpha
+    # Small alpha: exponents span more than float32 can hold, so shift by the maxima of each direction.
+    s = torch.mm(words[w0:w1], vb.T).div_(alpha)  # (w, (i f)) = cosine / alpha; 0 on padded frames
+    s_real = s.view(w1 - w0, ci, nf).masked_fill(~real.view(1, ci, nf), float("-inf"))
+    m_f = s_real.amax(2)  # over real frames (every video has one): finite
+    e_f = (s_real - m_f[:, :, None]).exp_().view(w1 - w0, ci * nf)  # exactly 0 on padded frames
+    m_t = s.new_full((j1 - j0, ci * nf), float("-inf")).scatter_reduce_(
+        0, wt_loc[:, None].expand(-1, ci * nf), s, "amax")
+    e_t = (s - m_t.index_select(0, wt_loc)).exp_()  # padded-frame columns: finite, weight 0 downstream
+    s_f = e_f.view(w1 - w0, ci, nf).sum(2)
+    s_t = e_t.new_zeros(j1 - j0, ci * nf).index_add_(0, wt_loc, e_t)
+    return e_t, e_f, s_t, s_f, m_t, m_f
+
+
 def fine_grained_directions(
     video_tokens: Tensor,
     text_tokens: Tensor,
     video_mask: Tensor,
     text_mask: Tensor,
     alpha: float = 1.0,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
     faithful: bool = False,
+    max_block_entries: int = MAX_BLOCK_ENTRIES,
 ) -> tuple[Tensor, Tensor]:
     """Directional frame-word soft-maximum similarities of L2-normalised tokens, computed in blocks.
 
@@ -133,71 +305,33 @@ def fine_grained_directions(
     Shapes:
         video_tokens (Nv, F, D), text_tokens (Nt, T, D), video_mask (Nv, F), text_mask (Nt, T) (True/1 = real)
         returns v2t (Nv, Nt), t2v (Nv, Nt)   [rows: videos, columns: texts]
-    Peak extra memory: ~2-3 blocks of chunk_size^2 * F * T floats (plus the outputs), never Nv*Nt*F*T, in the
-    forward pass (autograd keeps each block's intermediates for backward, so training memory still grows with
-    Nv*Nt*F*T).
+    Blocks: a block pairs a range of videos with a range of texts and holds (real words of its texts) x (frames
+    of its videos) entries (padded words are dropped before the matmul). chunk_size None (default): as few blocks
+    as keep each under ``max_block_entries`` (one block for small batches); an int: chunk_size videos x
+    chunk_size texts per block. Peak extra memory, forward and backward (training) alike: ~2 blocks plus the
+    outputs, never Nv*Nt*F*T (a custom autograd Function recomputes each block in backward; a lone block is kept
+    from the forward instead of recomputed).
     """
     nv, nf, d = video_tokens.shape
     nt, nw, d2 = text_tokens.shape
     if d != d2:
         raise ValueError(f"video_tokens dim {d} != text_tokens dim {d2}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
     if video_tokens.dtype in (torch.float16, torch.bfloat16):  # sums of exponentials need float32
         video_tokens, text_tokens = video_tokens.float(), text_tokens.float()
     vmask = _check_mask("video_mask", video_mask, (nv, nf))
     tmask = _check_mask("text_mask", text_mask, (nt, nw))
-    # Zero padded tokens so garbage (even NaN) padding cannot leak into sums or gradients.
-    v = F.normalize(video_tokens, dim=-1) * vmask.unsqueeze(-1).to(video_tokens.dtype)
-    t = F.normalize(text_tokens, dim=-1) * tmask.unsqueeze(-1).to(text_tokens.dtype)
-    n_f = vmask.sum(1).to(v.dtype)  # (Nv,)
-    n_t = tmask.sum(1).to(t.dtype)  # (Nt,)
-    neg_inf = torch.tensor(float("-inf"), dtype=v.dtype, device=v.device)
-    # Fast path: the tokens are unit vectors, so every cosine s <= 1 and logsumexp(s/alpha) =
-    # 1/alpha + log(sum exp((s-1)/alpha)) with every exponent <= 0: the logsumexp trick with a max known in
-    # advance (no overflow), which saves the max/subtract/inf-handling passes of torch.logsumexp.
-    # The smallest term is exp(-2/alpha); for alpha < 0.025 it could underflow float32, so fall back.
-    static_max = 2.0 / alpha <= 80.0
-    vmf, tmf = vmask.to(v.dtype), tmask.to(t.dtype)
-    v2t_rows, t2v_rows = [], []
-    for i0 in range(0, nv, chunk_size):
-        vi, vmi = v[i0:i0 + chunk_size], vmask[i0:i0 + chunk_size]
-        nfi = n_f[i0:i0 + chunk_size]
-        v2t_blocks, t2v_blocks = [], []
-        for j0 in range(0, nt, chunk_size):
-            tj, tmj = t[j0:j0 + chunk_size], tmask[j0:j0 + chunk_size]
-            ntj = n_t[j0:j0 + chunk_size]
-            ci, cj = vi.shape[0], tj.shape[0]
-            # one plain matmul, laid out (i f) x (j t): no permuted copies
-            s = (rearrange(vi, "i f d -> (i f) d") @ rearrange(tj, "j t d -> d (j t)")).view(ci, nf, cj, nw)
-            if static_max:
-                # in place: no extra block allocated (the matmul's backward does not need its output)
-                e = s.sub_(1.0).div_(alpha).exp_()
-                del s
-                # zero the padded pairs (out of place: exp_'s backward needs e itself)
-                e = e * (vmf[i0:i0 + ci, :, None, None] * tmf[None, None, j0:j0 + cj, :])
-                tiny = torch.finfo(e.dtype).tiny  # padded rows sum to 0; real rows are >= exp(-2/alpha)
-                # video -> text: soft max over real words (t) for each frame; text -> video: over real frames.
-                lse_t = rearrange(torch.log(e.sum(3).clamp_min(tiny)), "i f j -> i j f") + 1.0 / alpha
-                lse_f = torch.log(e.sum(1).clamp_min(tiny)) + 1.0 / alpha  # (i, j, t)
-                del e
-            else:
-                s = s / alpha
-                lse_t = rearrange(torch.logsumexp(torch.where(tmj[None, None, :, :], s, neg_inf), dim=3),
-                                  "i f j -> i j f")
-                lse_f = torch.logsumexp(torch.where(vmi[:, :, None, None], s, neg_inf), dim=1)  # (i, j, t)
-                del s
-            if faithful:
-                pad_f = (nf - nfi)[:, None]  # padded frames of video i, each adds log(n_t[j])
-                pad_t = (nw - ntj)[None, :]
-                v2t = (torch.where(vmi[:, None, :], lse_t, 0.0).sum(2) + pad_f * torch.log(ntj)[None, :])
-                t2v = (torch.where(tmj[None, :, :], lse_f, 0.0).sum(2) + pad_t * torch.log(nfi)[:, None])
-            else:
-                v2t = torch.where(vmi[:, None, :], lse_t - torch.log(ntj)[None, :, None], 0.0).sum(2)
-                t2v = torch.where(tmj[None, :, :], lse_f - torch.log(nfi)[:, None, None], 0.0).sum(2)
-            v2t_blocks.append(alpha * v2t / nfi[:, None])
-            t2v_blocks.append(alpha * t2v / ntj[None, :])
-        v2t_rows.append(torch.cat(v2t_blocks, dim=1))
-        t2v_rows.append(torch.cat(t2v_blocks, dim=1))
-    return torch.cat(v2t_rows, dim=0), torch.cat(t2v_rows, dim=0)
+    # Zero padded frames before normalising (a zero vector normalises to 0 with a finite gradient), so garbage,
+    # even NaN, padding cannot leak into sums or gradients. Padded words are not used at all (packed out).
+    v = F.normalize(video_tokens.masked_fill(~vmask[:, :, None], 0.0), dim=-1)
+    flat = tmask.reshape(-1).nonzero().squeeze(1)  # real words, text-major (j t) order
+    words = F.normalize(rearrange(text_tokens, "j t d -> (j t) d")[flat], dim=-1)  # (Rt, D)
+    word_text = torch.div(flat, nw, rounding_mode="floor")  # (Rt,) text of each real word
+    n_t_int = tmask.sum(1)
+    word_offsets = [0] + torch.cumsum(n_t_int, 0).tolist()  # words of text j: rows offsets[j]:offsets[j+1]
+    return _FrameWordSoftMax.apply(v, words, vmask, word_text, word_offsets, n_t_int.to(v.dtype), float(alpha),
+                                   bool(faithful), nw, chunk_size, int(max_block_entries))
 
 
 def fine_grained_similarity(
@@ -206,14 +340,16 @@ def fine_grained_similarity(
     video_mask: Tensor,
     text_mask: Tensor,
     alpha: float = 1.0,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
+    max_block_entries: int = MAX_BLOCK_ENTRIES,
 ) -> Tensor:
     """Symmetric frame-word similarity (default mode): (v2t + t2v) / 2 of ``fine_grained_directions``.
 
     Shapes: video_tokens (Nv, F, D), text_tokens (Nt, T, D), video_mask (Nv, F), text_mask (Nt, T)
         -> (Nv, Nt), entry [i, j] = similarity(video i, text j), in [-1, 1].
     """
-    v2t, t2v = fine_grained_directions(video_tokens, text_tokens, video_mask, text_mask, alpha, chunk_size)
+    v2t, t2v = fine_grained_directions(video_tokens, text_tokens, video_mask, text_mask, alpha, chunk_size,
+                                       max_block_entries=max_block_entries)
     return (v2t + t2v) / 2
 
 
@@ -284,6 +420,84 @@ def _paragraph_term(sim_tv: Tensor, scale: Tensor, cfg: NortonConfig) -> tuple[T
     return loss_t + loss_v, diag_out
 
 
+def _gather_tokens(gather: Callable[[Tensor], Tensor], tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """All-gather (n, S, D) tokens and their (n, S) mask; ranks may pad to different S, so pad to the largest.
+    Shapes: -> (W*n, S_max, D), (W*n, S_max) bool."""
+    s = torch.tensor([[tokens.shape[1]]], dtype=tokens.dtype, device=tokens.device)
+    s_max = int(gather(s).max())
+    pad = s_max - tokens.shape[1]
+    if pad:
+        tokens = F.pad(tokens, (0, 0, 0, pad))
+        mask = F.pad(mask.to(torch.bool), (0, pad))
+    return gather(tokens), gather(mask.to(tokens.dtype)) > 0.5
+
+
+def _clip_term_gathered(pv: Tensor, pt: Tensor, all_pv: Tensor, all_pt: Tensor, off: int, scale: Tensor,
+                        cfg: NortonConfig) -> tuple[Tensor, dict]:
+    """Rectified clip-caption contrast of this process's rows against the global batch (default mode).
+    Q is solved on the global (N, N) logits, identical on every process; the CE averages over local rows, so
+    the mean over processes is the single-process loss on the global batch.
+    Shapes: pv, pt (n, D) local; all_pv, all_pt (N, D) gathered; off: first local row in the gathered order."""
+    n, big_n = pv.shape[0], all_pv.shape[0]
+    pvn, ptn = F.normalize(pv, dim=-1), F.normalize(pt, dim=-1)
+    all_pvn, all_ptn = F.normalize(all_pv, dim=-1), F.normalize(all_pt, dim=-1)
+    logits_v = scale * pvn @ all_ptn.T  # (n, N): local videos vs every text
+    logits_t = scale * ptn @ all_pvn.T  # (n, N): local texts vs every video
+    ones = torch.ones(big_n, dtype=torch.float32, device=pv.device)
+    with torch.no_grad():
+        full = scale * all_pvn @ all_ptn.T
+    q, info = sinkhorn_scores(full, ones, ones, epsilon=cfg.epsilon_rectify, n_iters=cfg.n_iters, tol=None)
+    if not bool(torch.isfinite(q).all()):
+        raise ValueError("clip rectification: the OT plan is not finite (check the embeddings' scale)")
+    q = q.to(logits_v.dtype)
+    q_v2t, q_t2v = normalize_rows(q)[off:off + n], normalize_rows(q.T)[off:off + n]
+    eye = F.one_hot(torch.arange(n, device=pv.device) + off, big_n).to(logits_v.dtype)  # local rows of I
+    loss_v = soft_cross_entropy(logits_v, (1 - cfg.beta) * eye + cfg.beta * q_v2t)
+    loss_t = soft_cross_entropy(logits_t, (1 - cfg.beta) * eye + cfg.beta * q_t2v)
+    diag = {"clip_v2t": loss_v.detach(), "clip_t2v": loss_t.detach(),
+            "rectify_offdiag_mass": (q_v2t.sum() - q_v2t[:, off:off + n].diagonal().sum()).detach() / n,
+            "rectify_marginal_err": torch.tensor(info.err)}
+    return loss_v + loss_t, diag
+
+
+def _paragraph_logits(sim_tv: Tensor, p: Tensor, scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, Tensor, float]:
+    """Paragraph logits of every (caption paragraph, clip paragraph) block of a captions x clips similarity.
+    Shapes: sim_tv (Q*L, R*L) -> logits (Q, R), mass (Q, R) of each plan's real block, marginal error."""
+    L = cfg.clips_per_paragraph
+    blocks = rearrange(sim_tv, "(q l) (r m) -> (q r) l m", l=L, m=L)
+    res = sinkhorn_with_bucket(blocks.detach(), p, epsilon=cfg.epsilon_paragraph, n_iters=cfg.n_iters, tol=None)
+    if not bool(torch.isfinite(res.plan).all()):
+        raise ValueError("paragraph OT: the plan is not finite")
+    mass = res.plan.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    align = (res.plan * (L / mass)).to(sim_tv.dtype)  # target weights: no gradient
+    q = sim_tv.shape[0] // L
+    logits = scale * rearrange((align * blocks).sum(dim=(1, 2)), "(q r) -> q r", q=q)
+    return logits, rearrange(mass.flatten(), "(q r) -> q r", q=q), res.info.err
+
+
+def _paragraph_term_gathered(rows_tv: Tensor, cols_tv: Tensor, off: int, gather: Callable[[Tensor], Tensor],
+                             scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, dict]:
+    """Paragraph contrast of this process's caption paragraphs (rows) and clip paragraphs (columns) against the
+    global batch (default mode). The bucket value is the quantile of the GLOBAL matched-pair similarities.
+    Shapes: rows_tv (n, N) local captions x all clips; cols_tv (N, n) all captions x local clips; off: first
+    local row in the gathered order (a multiple of L)."""
+    n = rows_tv.shape[0]
+    L = cfg.clips_per_paragraph
+    diag = gather(rows_tv.detach()[:, off:off + n].diagonal()[:, None])[:, 0]  # (N,) matched pairs, all ranks
+    qdtype = torch.float64 if diag.dtype == torch.float64 else torch.float32
+    p = torch.quantile(diag.to(qdtype), cfg.bucket_quantile)
+    logits_rows, mass_rows, err_r = _paragraph_logits(rows_tv, p, scale, cfg)  # (n/L, N/L)
+    logits_cols, _, err_c = _paragraph_logits(cols_tv, p, scale, cfg)  # (N/L, n/L)
+    labels = torch.arange(n // L, device=rows_tv.device) + off // L
+    loss_t = F.cross_entropy(logits_rows, labels)
+    loss_v = F.cross_entropy(logits_cols.T, labels)
+    matched = mass_rows[:, off // L:(off + n) // L].diagonal()
+    diag_out = {"paragraph_t2v": loss_t.detach(), "paragraph_v2t": loss_v.detach(), "bucket_value": p.detach(),
+                "bucket_fraction": (1 - matched / L).mean().detach(),
+                "paragraph_marginal_err": torch.tensor(max(err_r, err_c))}
+    return loss_t + loss_v, diag_out
+
+
 def norton_loss(
     pooled_video: Tensor,
     pooled_text: Tensor,
@@ -294,6 +508,8 @@ def norton_loss(
     cfg: NortonConfig | None = None,
     logit_scale: Tensor | float | None = None,
     clips_per_video: int | None = None,
+    gather: Callable[[Tensor], Tensor] | None = None,
+    rank_offset: int = 0,
 ) -> dict[str, Tensor]:
     """Norton objective for a batch of N = B x K clip-caption pairs in video-major order.
 
@@ -308,6 +524,13 @@ def norton_loss(
     logit_scale: log inverse temperature from the model; None -> fixed log(1/temperature_init) (not learnable).
     Ignored in faithful mode (the release's temperature is fixed at 0.07).
     bf16/fp16 inputs are computed in float32 (the returned terms are float32).
+    gather: multi-process training (contract of contrastive.infonce_loss): a callable that all-gathers along
+    dim 0 with gradient, local rows at ``rank_offset`` (every process passes the same N). Then the clip term's
+    negatives and rectification plan and the paragraph contrast (negatives, bucket quantile) use the global
+    batch: each process computes the rows of its own clips/captions (and paragraphs) against every process's,
+    so the mean over processes equals the single-process loss on the global batch (and DDP's gradient averaging
+    gives its gradient). Default mode only (faithful min-max normalisation is whole-batch and local, as in the
+    release). Fine-grained cost per process: 2 x local x global pairs.
     """
     cfg = cfg or NortonConfig()
     cfg.validate()
@@ -343,6 +566,14 @@ def norton_loss(
         check_finite("logit_scale", log_scale)
     scale = log_scale.clamp(0.0, _MAX_LOG_SCALE).exp().to(pooled_video.dtype)
 
+    if gather is not None:
+        if cfg.faithful:
+            raise ValueError("norton_loss: gather (global batch) is not supported with faithful=True")
+        if rank_offset % L:
+            raise ValueError(f"rank_offset={rank_offset} is not a multiple of clips_per_paragraph L={L}")
+        return _norton_gathered(pooled_video, pooled_text, video_tokens, text_tokens, video_mask, text_mask,
+                                scale, cfg, gather, rank_offset)
+
     clip, clip_diag = _clip_term(pooled_video, pooled_text, scale, cfg)
 
     v2t, t2v = fine_grained_directions(video_tokens, text_tokens, video_mask, text_mask, cfg.alpha,
@@ -353,6 +584,30 @@ def norton_loss(
     fused_vt = (cfg.fusion_weight * pooled_sim + (v2t + t2v) / 2) / (cfg.fusion_weight + 1)
     paragraph, par_diag = _paragraph_term(fused_vt.T, scale, cfg)  # release orientation: captions x clips
 
+    out = {"total": clip + cfg.lambda_paragraph * paragraph, "clip": clip, "paragraph": paragraph}
+    out.update(clip_diag)
+    out.update(par_diag)
+    out["logit_scale"] = scale.detach()
+    return out
+
+
+def _norton_gathered(pv: Tensor, pt: Tensor, vt: Tensor, tt: Tensor, vm: Tensor, tm: Tensor, scale: Tensor,
+                     cfg: NortonConfig, gather: Callable[[Tensor], Tensor], off: int) -> dict[str, Tensor]:
+    """norton_loss over the global batch, this process's rows (see norton_loss's ``gather``)."""
+    all_pv, all_pt = gather(pv), gather(pt)
+    all_vt, all_vm = _gather_tokens(gather, vt, vm)
+    all_tt, all_tm = _gather_tokens(gather, tt, tm)
+    clip, clip_diag = _clip_term_gathered(pv, pt, all_pv, all_pt, off, scale, cfg)
+    w = cfg.fusion_weight
+    # captions of this process x every clip: fine-grained (all videos, local texts), transposed
+    v2t, t2v = fine_grained_directions(all_vt, tt, all_vm, tm, cfg.alpha, cfg.chunk_size)  # (N, n)
+    pooled = F.normalize(pt, dim=-1) @ F.normalize(all_pv, dim=-1).T  # (n, N)
+    rows_tv = (w * pooled + ((v2t + t2v) / 2).T) / (w + 1)
+    # every caption x clips of this process: fine-grained (local videos, all texts), transposed
+    v2t, t2v = fine_grained_directions(vt, all_tt, vm, all_tm, cfg.alpha, cfg.chunk_size)  # (n, N)
+    pooled = F.normalize(all_pt, dim=-1) @ F.normalize(pv, dim=-1).T  # (N, n)
+    cols_tv = (w * pooled + ((v2t + t2v) / 2).T) / (w + 1)
+    paragraph, par_diag = _paragraph_term_gathered(rows_tv, cols_tv, off, gather, scale, cfg)
     out = {"total": clip + cfg.lambda_paragraph * paragraph, "clip": clip, "paragraph": paragraph}
     out.update(clip_diag)
     out.update(par_diag)
