@@ -131,7 +131,16 @@ def test_embedder_outputs(tiny_text_model_dir):
     assert ttok.shape[:2] == tmask.shape
 
 
-def test_warm_cache_precomputes_every_line_once(tiny_text_model_dir):
+@pytest.fixture
+def fresh_shared_caches():
+    from vidlang.models import text
+
+    text._SHARED_CACHES.clear()
+    yield
+    text._SHARED_CACHES.clear()
+
+
+def test_warm_cache_precomputes_every_line_once(tiny_text_model_dir, fresh_shared_caches):
     model = build(tiny_text_model_dir, "frozen").train()
     lines = ["stir the sauce slowly", "add salt", "add salt", "now move the red square to the left please"]
     assert model.text.warm_cache(lines, batch_size=2) == 3  # distinct lines, computed once each
@@ -142,3 +151,13 @@ def test_warm_cache_precomputes_every_line_once(tiny_text_model_dir):
     plain, _ = model.encode_text(ids, att)
     assert_close(warm, plain, atol=1e-5, rtol=1e-5)  # length-sorted batching does not change the states
     assert build(tiny_text_model_dir, "all").text.warm_cache(lines) == 0  # only a frozen tower is cached
+
+
+def test_frozen_towers_with_equal_weights_share_a_warm_cache(tiny_text_model_dir, fresh_shared_caches):
+    a = build(tiny_text_model_dir, "frozen")
+    b = build(tiny_text_model_dir, "frozen")
+    assert a.text.warm_cache(["add salt", "stir"]) == 2
+    assert b.text.warm_cache(["add salt", "stir"]) == 0  # same weights: already computed
+    with torch.no_grad():
+        b.text.backbone.embeddings.word_embeddings.weight.add_(1.0)
+    assert b.text.warm_cache(["add salt", "stir"]) == 2  # other weights: its own cache, never stale states

@@ -15,6 +15,7 @@ Trainable-parameter policies (`TextConfig.trainable`):
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,9 @@ class TextEncoder(nn.Module):
         """
         if self.cfg.trainable != "frozen" or not self.cfg.cache_size:
             return 0
+        # Towers with identical frozen weights share one cache within a process (the demo and the study train
+        # several runs in-process from the same tower); the key is a digest of the weights as they are now.
+        self._cache = _SHARED_CACHES.setdefault(self.weights_digest(), OrderedDict())
         unique = sorted(set(texts), key=len)[: self.cfg.cache_size]
         was_training = self.backbone.training
         self.backbone.eval()
@@ -141,6 +145,15 @@ class TextEncoder(nn.Module):
         self.cache_misses -= done  # warming is not a training-time miss
         self.backbone.train(was_training and self.cfg.trainable != "frozen")
         return done
+
+    def weights_digest(self) -> str:
+        """sha1 over the backbone's parameters and buffers (names, dtypes, bytes) and the tokenizer length cap."""
+        h = hashlib.sha1(f"{self.cfg.max_length}".encode())
+        for name, t in self.backbone.state_dict().items():
+            h.update(name.encode())
+            h.update(str(t.dtype).encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
 
     def _cached(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         lengths = attention_mask.sum(1).tolist()
@@ -171,6 +184,10 @@ class TextEncoder(nn.Module):
                 self._cache.move_to_end(k)
             out[i, : st.shape[0]] = st.to(out.device, out.dtype)
         return out
+
+
+# weights digest -> token-state cache shared by frozen towers with the same weights (see warm_cache).
+_SHARED_CACHES: dict[str, OrderedDict] = {}
 
 
 def _is_layernorm(name: str, module: nn.Module) -> bool:

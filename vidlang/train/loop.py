@@ -178,10 +178,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = None, i
                           fps=corpus.fps, seed=cfg.train.seed)
     held = LongVideoDataset(corpus.features, corpus.captions, held_ids, cfg.data, model.text.count_tokens,
                             fps=corpus.fps, seed=cfg.train.seed) if held_ids else None
-    if cfg.data.max_lines == 1:
-        # One line per clip: the spans are exactly the narration lines, so a frozen text tower can encode all of
-        # them once up front (sorted by length) instead of a few per step (see TextEncoder.warm_cache).
-        model.text.warm_cache([l.text.strip() for d in (ds, held) if d is not None for ls in d.lines.values() for l in ls])
     n_batches = ds.batches_per_epoch()
     if n_batches == 0:
         raise TrainingError(f"only {len(ds)} usable training videos for data.batch_videos={cfg.data.batch_videos}")
@@ -257,6 +253,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = None, i
     last_metrics: dict = {}
     end = min(cfg.train.steps, stop_after) if stop_after is not None else cfg.train.steps
     model.train()
+    if cfg.data.max_lines == 1:
+        # One line per clip: the spans are exactly the narration lines, so a frozen text tower can encode all of
+        # them once up front (sorted by length) instead of a few per step (see TextEncoder.warm_cache). Done after
+        # --init-from / resume have loaded the weights the cache must reflect.
+        raw.text.warm_cache([l.text.strip() for d in (ds, held) if d is not None for ls in d.lines.values() for l in ls])
     while prog.step < end and not prog.stopped_early:
         if prog.order is None:
             if cfg.data.hard_negatives:
