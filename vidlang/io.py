@@ -7,6 +7,7 @@ line per `write` under an exclusive lock; a reader skips a torn final line (a SI
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -19,14 +20,18 @@ from typing import Any
 import numpy as np
 
 
-def _atomic_write(path: str | Path, write_fn, mode: str = "wb") -> Path:
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a writer that needs a file name (an encoder, a library's save);
+    on success it is fsynced and renamed into place, on any error removed. The ".tmp" suffix keeps a killed
+    writer's leftovers out of globs such as "*.mp4"."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -35,7 +40,12 @@ def _atomic_write(path: str | Path, write_fn, mode: str = "wb") -> Path:
         except FileNotFoundError:
             pass
         raise
-    return path
+
+
+def _atomic_write(path: str | Path, write_fn, mode: str = "wb") -> Path:
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write_fn(f)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

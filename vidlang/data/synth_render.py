@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from vidlang.io import atomic_path
 
 CYCLE_S = 2.0  # one action cycle; a 1 s feature window always sees half a cycle of motion
 MOVE_SPAN = 0.25  # fraction of the frame an object travels per move cycle (stays clear of the home objects)
@@ -174,12 +174,8 @@ def encode_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: int = 23, go
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # ".tmp" suffix: a killed run never leaves anything that a "*.mp4" glob would pick up.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, "w", format="mp4") as container:
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as container:
             if comment:
                 container.metadata["comment"] = comment
             stream = container.add_stream(
@@ -197,13 +193,6 @@ def encode_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: int = 23, go
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 
