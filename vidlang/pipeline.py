@@ -116,3 +116,14 @@ def eval_stage(checkpoint: Path | str, out_json: Path, corpus: Corpus, overrides
         run_cli(["eval", "all", "--config", CONFIGS / "eval" / "synthetic.yaml", "--checkpoint", checkpoint,
                  *sets, "--out", out_json, "--no-progress"])
     return json.loads(out_json.read_text())
+
+
+def realign_stage(checkpoint: Path, corpus: Corpus, out_json: Path, drop_frac: float = 0.3) -> Path:
+    """`vidlang align` the corpus's narration with `checkpoint`, dropping the least alignable lines; the output
+    (HowTo100M caption format) feeds training through `data.captions=...`. Cached in out_json."""
+    out_json = Path(out_json)
+    if not out_json.exists():
+        run_cli(["align", "--checkpoint", checkpoint, "--features", corpus.features,
+                 "--captions", corpus.root / "annotations" / "howto100m_captions.json", "--out", out_json,
+                 "--drop-frac", drop_frac])
+    return out_json

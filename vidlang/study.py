@@ -2,6 +2,10 @@
 
     vidlang study --out runs/study [--corpora s400 s400-heavy s1200] [--seeds 0 1 2] [--steps 600]
                   [--variant norton=demo_cpu.yaml --variant infonce=infonce_demo_cpu.yaml ...]
+                  [--variant norton_realigned=demo_cpu.yaml,data.captions={realigned}]
+
+A variant override may use `{realigned}`: the corpus's narration realigned by the pretrained checkpoint with
+`vidlang align` (unalignable lines dropped, `--realign-drop`), so that variant trains on the realigned captions.
 
 For each corpus (a preset of `vidlang synth` dials: size, timestamp offset spread, irrelevant and unnarrated
 fractions) it prepares the corpus, pretrains one InfoNCE model (the shared starting point), post-trains every
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-steps", type=int, default=None, help="override pretraining steps")
     ap.add_argument("--variant", action="append", default=None, metavar="NAME=CONFIG[,k=v...]",
                     help="post-training variant (default: norton=demo_cpu.yaml and infonce=infonce_demo_cpu.yaml)")
+    ap.add_argument("--realign-drop", type=float, default=0.3,
+                    help="for variants using {realigned}: fraction of least alignable lines `vidlang align` drops")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     variants = [_parse_variant(v) for v in (args.variant or ["norton=demo_cpu.yaml", "infonce=infonce_demo_cpu.yaml"])]
@@ -119,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         results[cname] = {}
         raw["corpora"][cname] = {"synth": [str(a) for a in CORPORA[cname]], "runs": {}}
         for name, config, overrides in variants:
+            if any("{realigned}" in o for o in overrides):
+                # Narration realigned by the pretrained model (content + time prior + order), unalignable lines
+                # dropped: the offline counterpart of Norton's in-batch OT realignment.
+                realigned = P.realign_stage(pre, corpus, root / "realigned.json", args.realign_drop)
+                overrides = [o.replace("{realigned}", str(realigned)) for o in overrides]
             runs = []
             for seed in args.seeds:
                 print(f"[study {time.perf_counter() - t0:6.0f} s] {cname} {name} seed {seed}", flush=True)

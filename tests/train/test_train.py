@@ -258,3 +258,24 @@ def test_early_stopping_on_heldout_metric(tiny_text_model_dir, corpus, tmp_path)
     assert s["stopped_early"] and s["steps"] == 3 and s["best_step"] == 1
     assert json.loads((tmp_path / "best/meta.json").read_text())["step"] == 1
     assert json.loads((tmp_path / "last/meta.json").read_text())["step"] == 3
+
+
+def test_data_captions_replace_the_store_narration(tiny_text_model_dir, corpus, tmp_path):
+    """data.captions (e.g. `vidlang align` output) replaces the store's text/; videos it lacks are not trained on."""
+    from vidlang.errors import ConfigError
+    from vidlang.train.loop import corpus_from_store
+
+    write_store(tmp_path / "store", corpus)
+    ids = sorted(corpus.features)
+    caps = {vid: {"start": [1.0, 5.0], "end": [3.0, 7.0], "text": ["Realigned line one", "realigned line two"]}
+            for vid in ids[:4]}
+    (tmp_path / "caps.json").write_text(json.dumps(caps))
+    cfg = tiny_config(tiny_text_model_dir, "infonce")
+    cfg.data.features = str(tmp_path / "store")
+    cfg.data.captions = str(tmp_path / "caps.json")
+    got = corpus_from_store(cfg)
+    assert got.train_ids == ids[:4]
+    assert [l.text for l in got.captions[ids[0]]] == ["realigned line one", "realigned line two"]  # cleaned
+    cfg.data.captions = str(tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="data.captions: .*missing.json not found"):
+        corpus_from_store(cfg)

@@ -38,6 +38,9 @@ from vidlang.data.collate import Batch, collate_clips
 class DataConfig:
     # Feature store root (`vidlang preprocess` output); its text/ folder gives the cleaned narration.
     features: str = ""
+    # A HowTo100M-format caption JSON that replaces the store's narration (text/), e.g. `vidlang align` output
+    # (realigned lines, unalignable ones dropped). "" = the store's cleaned narration.
+    captions: str = ""
     # splits.json with {"train": [...], "val": [...]}; only "train" is read. "" = every video in the store.
     splits: str = ""
     # Fraction of TRAINING videos held out for checkpoint selection (never the evaluation split).

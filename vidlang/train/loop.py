@@ -83,12 +83,23 @@ def corpus_from_store(cfg: TrainConfig) -> Corpus:
         present = set(ids)
         ids = [v for v in splits["train"] if v in present]
     captions = {}
+    if cfg.data.captions:
+        from preprocessing.captions import clean_captions
+        from vidlang.datasets import read_howto100m_captions
+
+        if not Path(cfg.data.captions).exists():
+            raise ConfigError(f"data.captions: {cfg.data.captions} not found")
+        source = read_howto100m_captions(cfg.data.captions)
+        lookup = lambda vid: clean_captions(source.get(vid, []))  # noqa: E731
+    else:
+        lookup = store.text
     for vid in ids:
-        lines = store.text(vid)
+        lines = lookup(vid)
         if lines:
             captions[vid] = lines
     if not captions:
-        raise ConfigError(f"data.features: {cfg.data.features} has no narration (text/) for the training videos")
+        where = cfg.data.captions or f"{cfg.data.features} (text/)"
+        raise ConfigError(f"data: {where} has no narration for the training videos")
     if store.fps is None or store.dim is None:
         raise ConfigError(f"data.features: {cfg.data.features} does not record its fps/feature dim (run.json)")
     return Corpus(store, captions, [v for v in ids if v in captions], store.fps, store.dim)
