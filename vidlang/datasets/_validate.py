@@ -56,6 +56,17 @@ def load_json(path: str | Path) -> Any:
         fail(path, None, "not UTF-8 text")
 
 
+def per_video_json(path: str | Path, video_ids, file_kind: str) -> list[tuple[str, Any]]:
+    """A JSON file keyed by video id -> [(id, record)] for `video_ids` (default: all, in file order); an id the
+    caller names but the file lacks is an error (the caller expects its data)."""
+    data = mapping(path, None, load_json(path), "the top level")
+    wanted = list(data) if video_ids is None else list(video_ids)
+    for vid in wanted:
+        if vid not in data:
+            fail(path, vid, f"video id not found in the {file_kind}")
+    return [(vid, data[vid]) for vid in wanted]
+
+
 def mapping(path, entry, value: Any, what: str) -> dict:
     if not isinstance(value, dict):
         fail(path, entry, f"{what} must be a JSON object, got {type(value).__name__}")

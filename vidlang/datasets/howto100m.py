@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidlang.datasets._validate import check_span, fail, field, load_json, mapping, number, sequence, string
+from vidlang.datasets._validate import check_span, fail, field, mapping, number, per_video_json, sequence, string
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,7 @@ def read_howto100m_captions(path: str | Path,
     `video_ids` restricts the result (and the validation) to those videos; an id absent from the file is an
     error, since a caller that names a video expects its narration.
     """
-    data = mapping(path, None, load_json(path), "the top level")
-    wanted = list(data) if video_ids is None else list(video_ids)
-    out: dict[str, list[CaptionLine]] = {}
-    for vid in wanted:
-        if vid not in data:
-            fail(path, vid, "video id not found in the caption file")
-        out[vid] = _parse_video(path, vid, data[vid])
-    return out
+    return {vid: _parse_video(path, vid, rec) for vid, rec in per_video_json(path, video_ids, "caption file")}
 
 
 def _parse_video(path, vid: str, rec) -> list[CaptionLine]:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidlang.datasets._validate import check_span, fail, load_json, mapping, number, sequence, string
+from vidlang.datasets._validate import check_span, fail, load_json, mapping, number, per_video_json, sequence, string
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,9 @@ def read_htm_align(path: str | Path, video_ids: Iterable[str] | None = None) -> 
     `video_ids` restricts the result to those videos (an absent id is an error). Raises FormatError(path, entry,
     message) naming the video and sentence index on the first malformed entry.
     """
-    data = mapping(path, None, load_json(path), "the top level")
-    wanted = list(data) if video_ids is None else list(video_ids)
     out: dict[str, list[HtmAlignSentence]] = {}
-    for vid in wanted:
-        if vid not in data:
-            fail(path, vid, "video id not found in the HTM-Align file")
-        rows = sequence(path, vid, data[vid], "a video's sentences")
+    for vid, rec in per_video_json(path, video_ids, "HTM-Align file"):
+        rows = sequence(path, vid, rec, "a video's sentences")
         sents = []
         for i, row in enumerate(rows):
             entry = f"{vid}[{i}]"
