@@ -18,7 +18,6 @@ Every stage is skipped when its output exists, so an interrupted demo resumes wh
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -47,14 +46,8 @@ BASELINES = [
 
 
 def _mean_std(values: list[float]) -> str:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return "-"
-    m = sum(vals) / len(vals)
-    if len(vals) == 1:
-        return f"{m:.1f}"
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return f"{m:.1f} ± {sd:.1f}"
+    m, sd, n = P.mean_std(values)
+    return "-" if n == 0 else f"{m:.1f}" if n == 1 else f"{m:.1f} ± {sd:.1f}"
 
 
 def headline_table(rows: dict[str, list[dict]]) -> str:
@@ -79,9 +72,9 @@ def paired_differences(norton: list[dict], infonce: list[dict]) -> str:
     from vidlang.eval.report import task_rows
 
     out = ["| metric | norton − infonce (paired, mean ± std) | seeds where norton is better |", "|---|---|---|"]
+    a, b = [task_rows(r) for r in norton], [task_rows(r) for r in infonce]
     for label, key, higher in HEADLINE:
-        diffs = [task_rows(a).get(key, math.nan) - task_rows(b).get(key, math.nan) for a, b in zip(norton, infonce)]
-        wins = sum((d > 0) if higher else (d < 0) for d in diffs if not math.isnan(d))
+        diffs, wins = P.paired(a, b, key, higher)
         out.append(f"| {label} | {_mean_std(diffs)} | {wins}/{len(diffs)} |")
     return "\n".join(out)
 

@@ -9,6 +9,7 @@ that checkpoint; the fair baseline continues InfoNCE from the same checkpoint fo
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +128,20 @@ def realign_stage(checkpoint: Path, corpus: Corpus, out_json: Path, drop_frac: f
                  "--captions", corpus.root / "annotations" / "howto100m_captions.json", "--out", out_json,
                  "--drop-frac", drop_frac])
     return out_json
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """(mean, sample std, n) of the finite values (None/NaN skipped); std 0 for one value, NaN for none."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return math.nan, math.nan, 0
+    m = sum(vals) / len(vals)
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return m, sd, len(vals)
+
+
+def paired(runs: list[dict], baseline: list[dict], key: str, higher: bool) -> tuple[list[float], int]:
+    """Per-seed differences runs[i][key] - baseline[i][key] (flattened result rows) and how many favour `runs`."""
+    diffs = [a.get(key, math.nan) - b.get(key, math.nan) for a, b in zip(runs, baseline)]
+    wins = sum((d > 0) if higher else (d < 0) for d in diffs if not math.isnan(d))
+    return diffs, wins

@@ -45,15 +45,6 @@ METRICS = [  # (label, flattened result key, higher is better)
 TASKS = ["clip-youcookii", "alignment"]
 
 
-def _stats(vals: list[float]) -> tuple[float, float]:
-    vals = [v for v in vals if v is not None and not math.isnan(v)]
-    if not vals:
-        return math.nan, math.nan
-    m = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return m, sd
-
-
 def _parse_variant(text: str) -> tuple[str, str, list[str]]:
     """`name=config.yaml[,key=value,...]` -> (name, config, overrides)."""
     if "=" not in text:
@@ -74,7 +65,7 @@ def study_table(results: dict, baseline: str = "infonce") -> str:
         for name, runs in variants.items():
             cells = []
             for _, key, _ in METRICS:
-                m, sd = _stats([r.get(key, math.nan) for r in runs])
+                m, sd, _ = P.mean_std([r.get(key, math.nan) for r in runs])
                 cells.append(f"{m:.1f} ± {sd:.1f}")
             lines.append(f"| {name} (n={len(runs)}) | " + " | ".join(cells) + " |")
         base = variants.get(baseline)
@@ -83,9 +74,8 @@ def study_table(results: dict, baseline: str = "infonce") -> str:
                 continue
             cells = []
             for _, key, higher in METRICS:
-                d = [a.get(key, math.nan) - b.get(key, math.nan) for a, b in zip(runs, base)]
-                m, sd = _stats(d)
-                wins = sum((x > 0) if higher else (x < 0) for x in d if not math.isnan(x))
+                d, wins = P.paired(runs, base, key, higher)
+                m, sd, _ = P.mean_std(d)
                 cells.append(f"{m:+.1f} ± {sd:.1f} ({wins}/{len(d)})")
             lines.append(f"| {name} − {baseline}, paired | " + " | ".join(cells) + " |")
         lines.append("")
