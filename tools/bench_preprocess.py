@@ -33,6 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from vidlang.io import atomic_path  # noqa: E402  (after the repo is on the path)
+
 
 # -- test video ---------------------------------------------------------------------------------------------------
 def make_moving_shapes(path: Path, minutes: float, width: int, height: int, fps: int = 30, seed: int = 0) -> Path:
@@ -41,8 +43,6 @@ def make_moving_shapes(path: Path, minutes: float, width: int, height: int, fps:
 
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     rng = np.random.default_rng(seed)
     n = int(round(minutes * 60 * fps))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -50,7 +50,7 @@ def make_moving_shapes(path: Path, minutes: float, width: int, height: int, fps:
     shapes = [(rng.uniform(0, width), rng.uniform(0, height), rng.uniform(-4, 4), rng.uniform(-3, 3),
                int(rng.integers(20, 80)), rng.integers(0, 256, 3).astype(np.uint8)) for _ in range(6)]
     t0 = time.perf_counter()
-    with av.open(str(tmp), "w") as c:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         bg = None
@@ -67,7 +67,6 @@ def make_moving_shapes(path: Path, minutes: float, width: int, height: int, fps:
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    os.replace(tmp, path)
     print(f"generated {path} ({n} frames, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     return path
 
