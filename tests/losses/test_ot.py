@@ -228,3 +228,77 @@ def test_normalize_rows():
     plan = torch.tensor([[[1.0, 3.0], [0.0, 0.0], [2.0, 2.0]]])
     out = normalize_rows(plan, row_mask=torch.tensor([[True, False, True]]))
     assert_close(out, torch.tensor([[[0.25, 0.75], [0.0, 0.0], [0.5, 0.5]]]))
+
+
+def _ragged_scores(seed: int, bsz: int = 6, m: int = 7, n: int = 5, scale: float = 1.0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    scores = scale * (2 * torch.rand(bsz, m, n, generator=g, dtype=dtype) - 1)
+    rmask = torch.rand(bsz, m, generator=g) > 0.3
+    cmask = torch.rand(bsz, n, generator=g) > 0.3
+    rmask[:, 0], cmask[:, -1] = True, True
+    return scores, rmask, cmask
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_exp_domain_fast_path_equals_log_domain(monkeypatch, dtype, tol):
+    """Well-conditioned problems take the multiplicative (exp-domain) path; its plans, duals and diagnostics equal
+    the log-domain loop's, for ragged masks, non-uniform marginals, the bucket and early stopping alike."""
+    import vidlang.losses.ot as ot_mod
+
+    scores, rmask, cmask = _ragged_scores(20, dtype=dtype)
+    g = torch.Generator().manual_seed(21)
+    a = (torch.rand(6, 7, generator=g, dtype=dtype) + 0.1) * rmask
+    b = (torch.rand(6, 5, generator=g, dtype=dtype) + 0.1) * cmask
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    calls = {"exp": 0, "log": 0}
+    real_exp, real_log = ot_mod._solve_exp, ot_mod._solve_log
+
+    def count(kind, fn):
+        def wrapped(*args):
+            calls[kind] += 1
+            return fn(*args)
+        return wrapped
+
+    monkeypatch.setattr(ot_mod, "_solve_exp", count("exp", real_exp))
+    monkeypatch.setattr(ot_mod, "_solve_log", count("log", real_log))
+    runs = [
+        lambda: sinkhorn_scores(scores, a, b, epsilon=0.1, n_iters=37, tol=None, row_mask=rmask, col_mask=cmask),
+        lambda: sinkhorn_scores(scores, a, b, epsilon=0.25, n_iters=2000, tol=1e-6, row_mask=rmask, col_mask=cmask),
+        lambda: sinkhorn_with_bucket(scores, 0.2, epsilon=0.1, n_iters=50, row_mask=rmask, col_mask=cmask),
+    ]
+    for run in runs:
+        fast = run()
+        assert calls == {"exp": 1, "log": 0}
+        monkeypatch.setattr(ot_mod, "EXP_DOMAIN_MAX_RANGE", -1.0)  # forces the log domain
+        slow = run()
+        assert calls == {"exp": 1, "log": 1}
+        monkeypatch.setattr(ot_mod, "EXP_DOMAIN_MAX_RANGE", 40.0)
+        calls.update(exp=0, log=0)
+        if isinstance(fast, tuple):
+            (p_fast, i_fast), (p_slow, i_slow) = fast, slow
+            # float32 rounding may move the early stop by one check (10 iterations) when the error sits at tol
+            assert abs(i_fast.n_iters - i_slow.n_iters) <= (0 if dtype == torch.float64 else 10)
+            if i_fast.n_iters == i_slow.n_iters:
+                assert_close(i_fast.err_per_problem, i_slow.err_per_problem, atol=tol, rtol=1e-4)
+            real = torch.isfinite(i_slow.log_u)
+            assert (torch.isfinite(i_fast.log_u) == real).all()
+            # duals are defined up to a constant per problem (u + c, v - c): compare the plans instead
+        else:
+            p_fast, p_slow = fast.full, slow.full
+        assert_close(p_fast, p_slow, atol=tol, rtol=1e-5)
+        assert p_fast.dtype == dtype
+
+
+def test_ill_conditioned_problems_fall_back_to_the_log_domain(monkeypatch):
+    """A log-kernel spanning more than EXP_DOMAIN_MAX_RANGE nats (small epsilon) never takes the fast path, and
+    the result still matches POT."""
+    import vidlang.losses.ot as ot_mod
+
+    def boom(*args):
+        raise AssertionError("exp-domain path taken for an ill-conditioned problem")
+
+    monkeypatch.setattr(ot_mod, "_solve_exp", boom)
+    cost, a, b = _problems(22, bsz=2)
+    plan, _ = sinkhorn_log(cost, a, b, epsilon=0.01, n_iters=300, tol=None)  # range ~ 1/0.01 = 100 nats
+    ref = ot.bregman.sinkhorn_log(a[1], b[1], cost[1], 0.01, numItermax=300, stopThr=0.0, warn=False)
+    assert_close(plan[1], ref, atol=1e-10, rtol=1e-8)

@@ -13,8 +13,12 @@ are omitted they are uniform over the real (unmasked) entries and sum to 1, exac
 every row sums to 1: use ``normalize_rows(plan)`` for that. ``sinkhorn_with_bucket`` uses "count units" (each
 real row/column carries mass 1, see its docstring).
 
-Numerics: all iterations are log-domain updates with ``torch.logsumexp`` (stable for ``epsilon`` down to 1e-3 and
-below: no ``exp`` of an unnormalised kernel is ever summed). Inputs in bf16/fp16 are solved in float32 and the plan
+Numerics: the iterations are log-domain updates with ``torch.logsumexp`` (stable for ``epsilon`` down to 1e-3 and
+below: no ``exp`` of an unnormalised kernel is ever summed), except for well-conditioned batches: when every
+problem's log-kernel spans at most ``EXP_DOMAIN_MAX_RANGE`` nats, the same iterates are computed multiplicatively
+on ``exp(log_kernel - max)`` (two batched mat-vecs per iteration instead of two logsumexps; several times faster
+on the thousands of tiny bucket problems of a Norton batch), with a fall-back to the log domain should a scaling
+leave float32's normal range. Inputs in bf16/fp16 are solved in float32 and the plan
 is returned in float32 (float64 inputs stay float64). The solver runs under ``torch.no_grad()`` by default because
 Norton uses plans as *targets*; pass ``grad=True`` to differentiate through the unrolled iterations.
 
@@ -103,8 +107,66 @@ def _prepare_marginal(w: Tensor | None, mask: Tensor, dtype, name: str) -> Tenso
     return torch.log(w)  # log(0) = -inf: zero-mass entries stay exactly zero
 
 
-def _solve(log_k: Tensor, log_a: Tensor, log_b: Tensor, n_iters: int, tol: float | None, check_every: int):
-    """Core loop on a batched log-kernel (B, m, n); padded entries of log_k must be finite (0)."""
+# Exp-domain fast path: when a problem's real log-kernel spans at most this many nats, K = exp(log_k - max) lies
+# in [e^-40, 1] (no float32 underflow, and the scalings stay within about e^+-40 of the marginals), so the plain
+# multiplicative Sinkhorn (two batched mat-vecs per iteration) gives the log-domain iterates up to rounding at a
+# fraction of the per-op cost. Norton's problems qualify (paragraph plans: |scores| <= 1 at epsilon 0.1 span <= 20;
+# rectification: logit_scale * cosine at epsilon 1 spans <= 28 at the initial temperature); small epsilon or large
+# logit scales fall back to the log domain, which is also used if a scaling ever leaves float32's normal range.
+EXP_DOMAIN_MAX_RANGE = 40.0
+
+
+def _row_error(plan_rows: Tensor, a: Tensor) -> Tensor:
+    return (plan_rows - a).abs().sum(dim=1)
+
+
+def _solve(log_k: Tensor, log_a: Tensor, log_b: Tensor, n_iters: int, tol: float | None, check_every: int,
+           pair: Tensor | None = None):
+    """Core loop on a batched log-kernel (B, m, n); padded entries of log_k must be finite (0).
+
+    pair: (B, m, n) bool, True on real cells; given, the exp-domain fast path is tried when every problem is well
+    conditioned (see EXP_DOMAIN_MAX_RANGE). Returns log-domain scalings (u, v), iterations run, per-problem error.
+    """
+    if pair is not None:
+        lo = log_k.masked_fill(~pair, float("inf")).amin(dim=(1, 2))
+        hi = log_k.masked_fill(~pair, float("-inf")).amax(dim=(1, 2))
+        if float((hi - lo).max()) <= EXP_DOMAIN_MAX_RANGE:
+            out = _solve_exp(log_k, log_a, log_b, hi, pair, n_iters, tol, check_every)
+            if out is not None:
+                return out
+    return _solve_log(log_k, log_a, log_b, n_iters, tol, check_every)
+
+
+def _solve_exp(log_k, log_a, log_b, shift, pair, n_iters, tol, check_every):
+    """Multiplicative Sinkhorn on K = exp(log_k - shift) (shift: per-problem max over real cells). Same update
+    order and start as _solve_log, so the iterates are the same up to rounding. None if a scaling under- or
+    overflowed (the caller then runs the log domain)."""
+    k = torch.where(pair, log_k - shift[:, None, None], torch.zeros((), dtype=log_k.dtype, device=log_k.device))
+    k = k.exp_()  # padded cells hold 1: they always meet a zero scaling (their a_i or b_j is 0)
+    a, b = log_a.exp(), log_b.exp()
+    v = (b > 0).to(k.dtype)  # log-domain start v = 0 on real columns, -inf on padded ones
+    tiny = torch.finfo(k.dtype).tiny
+    it, err_pp, kv = 0, None, None
+    for it in range(1, n_iters + 1):
+        kv = torch.matmul(k, v.unsqueeze(-1)).squeeze(-1)  # (B, m) = K v
+        u = a / kv.clamp_min(tiny)
+        v = b / torch.matmul(u.unsqueeze(-2), k).squeeze(-2).clamp_min(tiny)  # b / K^T u
+        if tol and (it % check_every == 0 or it == n_iters):
+            err_pp = _row_error(u * torch.matmul(k, v.unsqueeze(-1)).squeeze(-1), a)
+            if float(err_pp.max()) < tol:
+                break
+    if err_pp is None or not tol:
+        err_pp = _row_error(u * torch.matmul(k, v.unsqueeze(-1)).squeeze(-1), a)
+    # Real rows/columns need normal, finite scalings; a zero or inf there means the fast path lost precision.
+    bad_u = ((u < tiny) | ~torch.isfinite(u)) & (a > 0)
+    bad_v = ((v < tiny) | ~torch.isfinite(v)) & (b > 0)
+    if bool(bad_u.any() | bad_v.any()) or not bool(torch.isfinite(err_pp).all()):
+        return None
+    return torch.log(u) - shift[:, None], torch.log(v), it, err_pp  # plan = u e^-shift exp(log_k) v
+
+
+def _solve_log(log_k: Tensor, log_a: Tensor, log_b: Tensor, n_iters: int, tol: float | None, check_every: int):
+    """Log-domain loop (any conditioning)."""
     u = torch.zeros_like(log_a)
     # Start zero-mass (padded) columns at -inf, not 0: otherwise the first row update counts each padded column
     # with weight exp(0) and the iterates (not the limit) differ from the unpadded problem's.
@@ -117,13 +179,11 @@ def _solve(log_k: Tensor, log_a: Tensor, log_b: Tensor, n_iters: int, tol: float
         u = log_a - torch.logsumexp(log_k + v[:, None, :], dim=2)
         v = log_b - torch.logsumexp(log_k + u[:, :, None], dim=1)
         if tol and (it % check_every == 0 or it == n_iters):
-            row = torch.exp(log_k + u[:, :, None] + v[:, None, :]).sum(dim=2)
-            err_pp = (row - a).abs().sum(dim=1)
+            err_pp = _row_error(torch.exp(log_k + u[:, :, None] + v[:, None, :]).sum(dim=2), a)
             if float(err_pp.max()) < tol:
                 break
     if err_pp is None or not tol:
-        row = torch.exp(log_k + u[:, :, None] + v[:, None, :]).sum(dim=2)
-        err_pp = (row - a).abs().sum(dim=1)
+        err_pp = _row_error(torch.exp(log_k + u[:, :, None] + v[:, None, :]).sum(dim=2), a)
     return u, v, it, err_pp
 
 
@@ -184,7 +244,9 @@ def sinkhorn_log(
         log_k = torch.where(pair, -cost.to(dtype) / epsilon, torch.zeros((), dtype=dtype, device=cost.device))
         if not bool(torch.isfinite(log_k).all()):
             raise ValueError("cost: non-finite values on real (unmasked) entries")
-        u, v, it, err_pp = _solve(log_k, log_a, log_b, n_iters, tol, check_every)
+        # The unrolled exp-domain loop has the same gradient in exact arithmetic, but differentiating through it
+        # is not tested: grad=True keeps the log domain.
+        u, v, it, err_pp = _solve(log_k, log_a, log_b, n_iters, tol, check_every, None if grad else pair)
         plan = torch.exp(log_k + u[:, :, None] + v[:, None, :])
     err = float(err_pp.detach().max())
     converged = bool(tol) and err < tol
