@@ -299,3 +299,37 @@ def test_gathered_norton_equals_the_global_batch_loss():
     assert_close(outs[1]["bucket_value"], full["bucket_value"], atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="faithful"):
         norton_loss(**x, cfg=NortonConfig(clips_per_paragraph=2, faithful=True), gather=lambda t: t)
+
+
+@pytest.mark.parametrize("budget", [None, 150])  # all blocks kept for backward; tiny budget: recomputed
+def test_length_grouped_blocks_skip_padding_and_equal_naive(budget):
+    """Videos of very different lengths (trailing padding, one with holes, given in shuffled order) are sorted by
+    extent and grouped, each group padded only to its own longest video: values and gradients still equal the
+    naive per-pair computation, and the blocks hold fewer frames than padding every video to F would."""
+    from vidlang.losses.norton import MAX_BLOCK_ENTRIES, _block_plan
+
+    g = torch.Generator().manual_seed(40)
+    nv, nf, nt, nw, d = 18, 9, 10, 6, 5
+    lengths = torch.randperm(nv, generator=g) % nf + 1  # 1..9 frames, shuffled
+    vm = torch.arange(nf)[None, :] < lengths[:, None]
+    vm[3, :] = torch.tensor([True, False, True, False, False, True, False, False, False])  # holes
+    tm = torch.rand(nt, nw, generator=g) > 0.4
+    tm[:, 0] = True
+    vt = torch.randn(nv, nf, d, generator=g, dtype=torch.float64, requires_grad=True)
+    tt = torch.randn(nt, nw, d, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(nv, nt, generator=g, dtype=torch.float64)
+    got = fine_grained_similarity(vt, tt, vm, tm, max_block_entries=budget or MAX_BLOCK_ENTRIES)
+    want = naive_fine_grained(vt, tt, vm, tm)
+    assert_close(got, want, atol=1e-12, rtol=1e-10)
+    g_got = torch.autograd.grad((got * w).sum(), [vt, tt])
+    g_want = torch.autograd.grad((want * w).sum(), [vt, tt])
+    for a, b in zip(g_got, g_want):
+        assert_close(a, b, atol=1e-10, rtol=1e-8)
+    extents = sorted(int(vm[i].nonzero().max()) + 1 for i in range(nv))
+    offsets = [0] + torch.cumsum(tm.sum(1), 0).tolist()
+    vid, _ = _block_plan(extents, offsets, None, MAX_BLOCK_ENTRIES)
+    bounds = [i0 for i0, _, _ in vid] + [vid[-1][1]]
+    assert bounds == sorted(set(bounds)) and bounds[0] == 0 and bounds[-1] == nv  # contiguous, non-empty ranges
+    kept_frames = sum((i1 - i0) * f for i0, i1, f in vid)
+    assert all(f == extents[i1 - 1] for _, i1, f in vid)
+    assert kept_frames < 0.75 * nv * nf  # the padding of short videos is skipped

@@ -125,40 +125,59 @@ def _check_mask(name: str, mask: Tensor, shape: tuple[int, int]) -> Tensor:
     return mask
 
 
-def _block_plan(n_videos: int, frames: int, word_offsets: list[int], chunk_size: int | None,
-                max_entries: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Video ranges and text ranges of the blocks. A block of ci videos and texts holding w real words has
-    w * ci * frames entries. chunk_size: ci = cj = chunk_size; None: as few blocks as fit ``max_entries``."""
-    n_texts = len(word_offsets) - 1
+# Videos are sorted by frame extent and cut into up to this many equal-count groups, each padded only to its own
+# longest video: padded frames cost as much as real ones in the block matmul and exp (a batch of clips of 3-16 s
+# padded to 16 is ~40% padding; 8 groups leave a few percent) at the price of a few more, smaller matmuls.
+_LENGTH_GROUPS = 8
+
+
+def _block_plan(extents: list[int], word_offsets: list[int], chunk_size: int | None,
+                max_entries: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """Blocks of the frame-word similarity over videos sorted by ascending ``extents`` (last real frame + 1).
+
+    Returns video ranges (i0, i1, frames) -- each range holds the frames [0, frames) of its videos, i.e. its own
+    longest extent -- and text ranges (j0, j1). A block of ci videos of f frames and texts holding w real words has
+    w * ci * f entries. chunk_size: ci = cj = chunk_size; None: up to _LENGTH_GROUPS length groups of videos, each
+    split further so that a block against every text fits ``max_entries``; texts are split only when one
+    (longest) video against every text would not fit.
+    """
+    nv, n_texts, total_words = len(extents), len(word_offsets) - 1, word_offsets[-1]
     if chunk_size is not None:
-        vid = [(i, min(i + chunk_size, n_videos)) for i in range(0, n_videos, chunk_size)]
+        vid = [(i, min(i + chunk_size, nv)) for i in range(0, nv, chunk_size)]
         txt = [(j, min(j + chunk_size, n_texts)) for j in range(0, n_texts, chunk_size)]
-        return vid, txt
-    per_video = word_offsets[-1] * frames  # entries of one video against every text
-    if per_video <= max_entries:
-        ci = max(1, min(n_videos, max_entries // per_video))
-        return [(i, min(i + ci, n_videos)) for i in range(0, n_videos, ci)], [(0, n_texts)]
-    txt, j0 = [], 0  # one video per block; texts grouped greedily under the budget
+        return [(i0, i1, extents[i1 - 1]) for i0, i1 in vid], txt
+    groups = min(_LENGTH_GROUPS, nv)
+    bounds = [round(k * nv / groups) for k in range(groups + 1)]
+    vid = []
+    for g0, g1 in zip(bounds, bounds[1:]):
+        ci = max(1, max_entries // max(1, total_words * extents[g1 - 1]))
+        vid += [(i, min(i + ci, g1), extents[min(i + ci, g1) - 1]) for i in range(g0, g1, ci)]
+    frames = extents[-1]
+    if total_words * frames <= max_entries:
+        return vid, [(0, n_texts)]
+    txt, j0 = [], 0  # texts grouped greedily under the budget (against the longest video)
     for j in range(n_texts):
         if j > j0 and (word_offsets[j + 1] - word_offsets[j0]) * frames > max_entries:
             txt.append((j0, j))
             j0 = j
     txt.append((j0, n_texts))
-    return [(i, i + 1) for i in range(n_videos)], txt
+    return vid, txt
 
 
 class _FrameWordSoftMax(torch.autograd.Function):
     """Both directional frame-word soft maxima of all (video, text) pairs, block by block, from ONE similarity
     block per (video range, text range): a single matmul of the block's frames with the block's real words.
 
-    Layout of a block (rows: the real words of the block's texts, packed text-major; columns: (i f), every frame
-    of the block's videos, padded ones included): ``s = words @ frames^T``. The texts' padding never enters the
-    matmul (words are packed); padded frames (zero vectors) get their own exponent through the addmm's bias, so
-    exp() makes them negligible (see _fw_block) without a separate masking pass. Reductions: over frames (t2v) =
-    a contiguous (w, i, f) -> (w, i) sum; over the words of each text (v2t) = index_add_ of rows.
+    Videos arrive sorted by frame extent (see fine_grained_directions); a video range keeps only the frames
+    [0, f) of its own longest video. Layout of a block (rows: the real words of the block's texts, packed
+    text-major; columns: (i f), the kept frames of the block's videos, padded ones included): ``s = words @
+    frames^T``. The texts' padding never enters the matmul (words are packed); padded frames (zero vectors) get
+    their own exponent through the addmm's bias, so exp() makes them negligible (see _fw_block) without a separate
+    masking pass. Reductions: over frames (t2v) = a contiguous (w, i, f) -> (w, i) sum; over the words of each
+    text (v2t) = index_add_ of rows.
 
-    Backward needs the softmax weights (e / row sums). When everything fits one block (e.g. the demo batch) the
-    forward's exponentials are kept (one block of memory, no recompute); otherwise each block is recomputed in
+    Backward needs the softmax weights (e / row sums). When all blocks together fit the entry budget (e.g. the
+    demo batch) the forward's exponentials are kept (no recompute); otherwise each block is recomputed in
     backward (one matmul + exp), so training memory is O(block) too, not O(Nv*Nt*F*T) like plain autograd over
     the blocks. dL/ds = e_t * A[text(w), (i f)] + e_f * B[w, i] with A = g_v2t * wf / S_t and B = g_t2v * wt / S_f
     (wf, wt: the 1/n averaging weights, 0 on padding; the same in faithful and default modes, which differ only
@@ -167,8 +186,8 @@ class _FrameWordSoftMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v: Tensor, words: Tensor, vmask: Tensor, word_text: Tensor, word_offsets: list[int],
-                n_t: Tensor, alpha: float, faithful: bool, n_words_padded: int, chunk_size: int | None,
-                max_entries: int):
+                n_t: Tensor, alpha: float, faithful: bool, n_words_padded: int, extents: list[int],
+                chunk_size: int | None, max_entries: int):
         nv, nf, d = v.shape
         nt = n_t.shape[0]
         vmf = vmask.to(v.dtype)
@@ -176,34 +195,35 @@ class _FrameWordSoftMax(torch.autograd.Function):
         wf = vmf / n_f[:, None]  # (Nv, F) frame weights of the v2t average
         w_word = 1.0 / n_t[word_text]  # (Rt,) word weights of the t2v average
         static = alpha >= _STATIC_MIN_ALPHA
-        vid, txt = _block_plan(nv, nf, word_offsets, chunk_size, max_entries)
+        vid, txt = _block_plan(extents, word_offsets, chunk_size, max_entries)
         v2t = v.new_empty(nv, nt)
         t2v = v.new_empty(nv, nt)
-        keep = len(vid) * len(txt) == 1 and any(ctx.needs_input_grad[:2])
-        saved = None
-        for i0, i1 in vid:
+        entries = sum((word_offsets[j1] - word_offsets[j0]) * (i1 - i0) * fi for i0, i1, fi in vid for j0, j1 in txt)
+        keep = entries <= max_entries and any(ctx.needs_input_grad[:2])
+        saved = []
+        for i0, i1, fi in vid:
             for j0, j1 in txt:
-                blk = _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, j0, j1)
+                blk = _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, fi, j0, j1)
                 e_t, e_f, s_t, s_f, m_t, m_f = blk
                 # lse over the real words of each text (per frame) and over the real frames (per word)
-                lse_t = (torch.log(s_t.clamp_min(torch.finfo(v.dtype).tiny)) + m_t).view(j1 - j0, i1 - i0, nf)
+                lse_t = (torch.log(s_t.clamp_min(torch.finfo(v.dtype).tiny)) + m_t).view(j1 - j0, i1 - i0, fi)
                 lse_f = torch.log(s_f) + m_f  # (w, i)
                 w0, w1 = word_offsets[j0], word_offsets[j1]
                 wt_loc = word_text[w0:w1] - j0
                 ntj, nfi = n_t[j0:j1], n_f[i0:i1]
                 if faithful:  # release: sum over real tokens, each padded token adds log(n_real of the other side)
-                    vt = ((lse_t * vmf[i0:i1]).sum(2) + (nf - nfi)[None, :] * torch.log(ntj)[:, None]) / nfi
+                    vt = ((lse_t * vmf[i0:i1, :fi]).sum(2) + (nf - nfi)[None, :] * torch.log(ntj)[:, None]) / nfi
                     tv = (lse_f.new_zeros(j1 - j0, i1 - i0).index_add_(0, wt_loc, lse_f)
                           + (n_words_padded - ntj)[:, None] * torch.log(nfi)[None, :]) / ntj[:, None]
                 else:  # log-mean-exp averaged over real tokens (weights sum to 1, so the -log n moves out)
-                    vt = (lse_t * wf[i0:i1]).sum(2) - torch.log(ntj)[:, None]
+                    vt = (lse_t * wf[i0:i1, :fi]).sum(2) - torch.log(ntj)[:, None]
                     tv = (lse_f.new_zeros(j1 - j0, i1 - i0).index_add_(0, wt_loc, lse_f * w_word[w0:w1, None])
                           - torch.log(nfi)[None, :])
                 v2t[i0:i1, j0:j1] = alpha * vt.T
                 t2v[i0:i1, j0:j1] = alpha * tv.T
                 if keep:
-                    saved = (e_t, e_f, s_t, s_f)
-        ctx.cfg = (word_offsets, alpha, static, vid, txt, saved)
+                    saved.append((e_t, e_f, s_t, s_f))
+        ctx.cfg = (word_offsets, alpha, static, vid, txt, saved if keep else None)
         ctx.save_for_backward(v, words, vmask, word_text, wf, w_word)
         return v2t, t2v
 
@@ -211,55 +231,47 @@ class _FrameWordSoftMax(torch.autograd.Function):
     def backward(ctx, g_v2t: Tensor, g_t2v: Tensor):
         v, words, vmask, word_text, wf, w_word = ctx.saved_tensors
         word_offsets, alpha, static, vid, txt, saved = ctx.cfg
-        nv, nf, d = v.shape
         need_v, need_w = ctx.needs_input_grad[:2]
-        grad_v = torch.zeros_like(v).view(nv * nf, d) if need_v and saved is None else None
-        grad_w = torch.zeros_like(words) if need_w and saved is None else None
-        for i0, i1 in vid:
-            for j0, j1 in txt:
-                if saved is not None:
-                    e_t, e_f, s_t, s_f = saved
-                else:
-                    e_t, e_f, s_t, s_f, _, _ = _fw_block(v, words, vmask, word_text, word_offsets, alpha, static,
-                                                         i0, i1, j0, j1)
-                w0, w1 = word_offsets[j0], word_offsets[j1]
-                wt_loc = word_text[w0:w1] - j0
-                ci, nw = i1 - i0, w1 - w0
-                # A: (texts, (i f)); padded frames have wf = 0 (and s_t = 0 there: clamp keeps 0 / s finite)
-                a = (g_v2t[i0:i1, j0:j1].T[:, :, None] * wf[None, i0:i1]).reshape(j1 - j0, ci * nf)
-                a = a / s_t.clamp_min(torch.finfo(v.dtype).tiny)
-                b = g_t2v[i0:i1, j0:j1].T[wt_loc] * w_word[w0:w1, None] / s_f  # (w, i)
-                grad_s = a.index_select(0, wt_loc)  # (w, (i f))
-                if static:  # e_t is e_f: dL/ds = e * (A + B)
-                    grad_s.view(nw, ci, nf).add_(b[:, :, None])
-                    grad_s.mul_(e_t)
-                else:
-                    grad_s.mul_(e_t).view(nw, ci, nf).addcmul_(e_f.view(nw, ci, nf), b[:, :, None])
-                if need_w:
-                    if saved is not None:  # one block: no zero-fill + accumulate pass
-                        grad_w = torch.mm(grad_s, v.view(nv * nf, d))
-                    else:
-                        grad_w[w0:w1].addmm_(grad_s, v[i0:i1].reshape(ci * nf, d))
-                if need_v:
-                    if saved is not None:
-                        grad_v = torch.mm(grad_s.T, words)
-                    else:
-                        grad_v[i0 * nf:i1 * nf].addmm_(grad_s.T, words[w0:w1])
-        if grad_v is not None:
-            grad_v = grad_v.view(nv, nf, d)
-        return grad_v, grad_w, None, None, None, None, None, None, None, None, None
+        grad_v = torch.zeros_like(v) if need_v else None
+        grad_w = torch.zeros_like(words) if need_w else None
+        tiny = torch.finfo(v.dtype).tiny
+        blocks = [(i0, i1, fi, j0, j1) for i0, i1, fi in vid for j0, j1 in txt]
+        for k, (i0, i1, fi, j0, j1) in enumerate(blocks):
+            if saved is not None:
+                e_t, e_f, s_t, s_f = saved[k]
+            else:
+                e_t, e_f, s_t, s_f, _, _ = _fw_block(v, words, vmask, word_text, word_offsets, alpha, static,
+                                                     i0, i1, fi, j0, j1)
+            w0, w1 = word_offsets[j0], word_offsets[j1]
+            wt_loc = word_text[w0:w1] - j0
+            ci, nw = i1 - i0, w1 - w0
+            # A: (texts, (i f)); padded frames have wf = 0 (and s_t = 0 there: clamp keeps 0 / s finite)
+            a = (g_v2t[i0:i1, j0:j1].T[:, :, None] * wf[None, i0:i1, :fi]).reshape(j1 - j0, ci * fi)
+            a = a / s_t.clamp_min(tiny)
+            b = g_t2v[i0:i1, j0:j1].T[wt_loc] * w_word[w0:w1, None] / s_f  # (w, i)
+            grad_s = a.index_select(0, wt_loc)  # (w, (i f))
+            if static:  # e_t is e_f: dL/ds = e * (A + B)
+                grad_s.view(nw, ci, fi).add_(b[:, :, None])
+                grad_s.mul_(e_t)
+            else:
+                grad_s.mul_(e_t).view(nw, ci, fi).addcmul_(e_f.view(nw, ci, fi), b[:, :, None])
+            if need_w:
+                grad_w[w0:w1].addmm_(grad_s, v[i0:i1, :fi].reshape(ci * fi, -1))
+            if need_v:
+                grad_v[i0:i1, :fi] += torch.mm(grad_s.T, words[w0:w1]).view(ci, fi, -1)
+        return grad_v, grad_w, None, None, None, None, None, None, None, None, None, None
 
 
-def _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, j0, j1):
-    """Exponentials and their sums for one block. Returns e_t, e_f (w, (i f)) (the same tensor on the static
-    path), s_t (texts, (i f)) = sums over each text's words, s_f (w, i) = sums over each video's frames, and the
-    shifts m_t, m_f (lse = log s + m)."""
-    nf, d = v.shape[1], v.shape[2]
+def _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, fi, j0, j1):
+    """Exponentials and their sums for one block (videos i0:i1, their frames [0, fi), texts j0:j1). Returns e_t,
+    e_f (w, (i f)) (the same tensor on the static path), s_t (texts, (i f)) = sums over each text's words, s_f
+    (w, i) = sums over each video's frames, and the shifts m_t, m_f (lse = log s + m)."""
+    d = v.shape[2]
     ci = i1 - i0
     w0, w1 = word_offsets[j0], word_offsets[j1]
     wt_loc = word_text[w0:w1] - j0
-    vb = v[i0:i1].reshape(ci * nf, d)
-    real = vmask[i0:i1].reshape(1, ci * nf)
+    vb = v[i0:i1, :fi].reshape(ci * fi, d)
+    real = vmask[i0:i1, :fi].reshape(1, ci * fi)
     if static:
         # Unit vectors: s <= 1, so lse(s/alpha) = 1/alpha + log sum exp((s-1)/alpha) with every exponent in
         # [-2/alpha, 0]: the log-sum-exp shift is known in advance (no max passes); it rides in the addmm's bias.
@@ -268,19 +280,19 @@ def _fw_block(v, words, vmask, word_text, word_offsets, alpha, static, i0, i1, j
         # arguments below -87 produces denormals / zeros through a slow path, several times slower).
         bias = torch.full_like(real, -1.0 / alpha, dtype=v.dtype).masked_fill_(~real, _PAD_EXPONENT)
         e = torch.addmm(bias, words[w0:w1], vb.T, alpha=1.0 / alpha).exp_()
-        s_f = e.view(w1 - w0, ci, nf).sum(2)
-        s_t = e.new_zeros(j1 - j0, ci * nf).index_add_(0, wt_loc, e)
+        s_f = e.view(w1 - w0, ci, fi).sum(2)
+        s_t = e.new_zeros(j1 - j0, ci * fi).index_add_(0, wt_loc, e)
         return e, e, s_t, s_f, 1.0 / alpha, 1.0 / alpha
     # Small alpha: exponents span more than float32 can hold, so shift by the maxima of each direction.
     s = torch.mm(words[w0:w1], vb.T).div_(alpha)  # (w, (i f)) = cosine / alpha; 0 on padded frames
-    s_real = s.view(w1 - w0, ci, nf).masked_fill(~real.view(1, ci, nf), float("-inf"))
+    s_real = s.view(w1 - w0, ci, fi).masked_fill(~real.view(1, ci, fi), float("-inf"))
     m_f = s_real.amax(2)  # over real frames (every video has one): finite
-    e_f = (s_real - m_f[:, :, None]).exp_().view(w1 - w0, ci * nf)  # exactly 0 on padded frames
-    m_t = s.new_full((j1 - j0, ci * nf), float("-inf")).scatter_reduce_(
-        0, wt_loc[:, None].expand(-1, ci * nf), s, "amax")
+    e_f = (s_real - m_f[:, :, None]).exp_().view(w1 - w0, ci * fi)  # exactly 0 on padded frames
+    m_t = s.new_full((j1 - j0, ci * fi), float("-inf")).scatter_reduce_(
+        0, wt_loc[:, None].expand(-1, ci * fi), s, "amax")
     e_t = (s - m_t.index_select(0, wt_loc)).exp_()  # padded-frame columns: finite, weight 0 downstream
-    s_f = e_f.view(w1 - w0, ci, nf).sum(2)
-    s_t = e_t.new_zeros(j1 - j0, ci * nf).index_add_(0, wt_loc, e_t)
+    s_f = e_f.view(w1 - w0, ci, fi).sum(2)
+    s_t = e_t.new_zeros(j1 - j0, ci * fi).index_add_(0, wt_loc, e_t)
     return e_t, e_f, s_t, s_f, m_t, m_f
 
 
@@ -330,8 +342,20 @@ def fine_grained_directions(
     word_text = torch.div(flat, nw, rounding_mode="floor")  # (Rt,) text of each real word
     n_t_int = tmask.sum(1)
     word_offsets = [0] + torch.cumsum(n_t_int, 0).tolist()  # words of text j: rows offsets[j]:offsets[j+1]
-    return _FrameWordSoftMax.apply(v, words, vmask, word_text, word_offsets, n_t_int.to(v.dtype), float(alpha),
-                                   bool(faithful), nw, chunk_size, int(max_block_entries))
+    # Sort videos by extent (last real frame + 1) so that blocks of similar videos skip their common padding.
+    extent = (vmask * torch.arange(1, nf + 1, device=vmask.device)).amax(1)
+    order = torch.argsort(extent, stable=True)
+    sorted_already = bool((order == torch.arange(nv, device=order.device)).all())
+    if not sorted_already:
+        v, vmask = v[order], vmask[order]
+    v2t, t2v = _FrameWordSoftMax.apply(v, words, vmask, word_text, word_offsets, n_t_int.to(v.dtype), float(alpha),
+                                       bool(faithful), nw, extent[order].tolist(), chunk_size,
+                                       int(max_block_entries))
+    if not sorted_already:
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(nv, device=order.device)
+        v2t, t2v = v2t[inverse], t2v[inverse]
+    return v2t, t2v
 
 
 def fine_grained_similarity(
