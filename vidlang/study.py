@@ -3,6 +3,8 @@
     vidlang study --out runs/study [--corpora s400 s400-heavy s1200] [--seeds 0 1 2] [--steps 600]
                   [--variant norton=demo_cpu.yaml --variant infonce=infonce_demo_cpu.yaml ...]
                   [--variant norton_realigned=demo_cpu.yaml,data.captions={realigned}]
+                  [--variant norton_hn=demo_cpu.yaml,data.hard_negatives=true
+                   --variant infonce_hn=infonce_demo_cpu.yaml,data.hard_negatives=true --pair norton_hn:infonce_hn]
 
 A variant override may use `{realigned}`: the corpus's narration realigned by the pretrained checkpoint with
 `vidlang align` (unalignable lines dropped, `--realign-drop`), so that variant trains on the realigned captions.
@@ -56,8 +58,11 @@ def _parse_variant(text: str) -> tuple[str, str, list[str]]:
     return name, config, overrides
 
 
-def study_table(results: dict, baseline: str = "infonce") -> str:
-    """results[corpus][variant] = list of flattened result dicts (one per seed) -> markdown."""
+def study_table(results: dict, baseline: str = "infonce", pairs: list[tuple[str, str]] = ()) -> str:
+    """results[corpus][variant] = list of flattened result dicts (one per seed) -> markdown.
+
+    Paired rows: every variant − ``baseline``, then each extra (variant, its own baseline) of ``pairs`` (e.g.
+    norton_hn − infonce_hn: both with hard-negative batches)."""
     lines = []
     for corpus, variants in results.items():
         lines += [f"### {corpus}", "", "| variant | " + " | ".join(m for m, _, _ in METRICS) + " |",
@@ -68,18 +73,29 @@ def study_table(results: dict, baseline: str = "infonce") -> str:
                 m, sd, _ = P.mean_std([r.get(key, math.nan) for r in runs])
                 cells.append(f"{m:.1f} ± {sd:.1f}")
             lines.append(f"| {name} (n={len(runs)}) | " + " | ".join(cells) + " |")
-        base = variants.get(baseline)
-        for name, runs in variants.items():
-            if name == baseline or not base:
+        rows = [(name, baseline) for name in variants if name != baseline] + list(pairs)
+        for name, base_name in rows:
+            if name not in variants or base_name not in variants:
                 continue
             cells = []
             for _, key, higher in METRICS:
-                d, wins = P.paired(runs, base, key, higher)
+                d, wins = P.paired(variants[name], variants[base_name], key, higher)
                 m, sd, _ = P.mean_std(d)
                 cells.append(f"{m:+.1f} ± {sd:.1f} ({wins}/{len(d)})")
-            lines.append(f"| {name} − {baseline}, paired | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} − {base_name}, paired | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _parse_pair(text: str, names: list[str]) -> tuple[str, str]:
+    """`variant:baseline` -> (variant, baseline); both must be variants of this study."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--pair {text!r}: expected VARIANT:BASELINE")
+    for part in parts:
+        if part not in names:
+            raise ConfigError(f"--pair {text!r}: {part!r} is not a --variant of this study ({', '.join(names)})")
+    return parts[0], parts[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,11 +109,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="post-training variant (default: norton=demo_cpu.yaml and infonce=infonce_demo_cpu.yaml)")
     ap.add_argument("--realign-drop", type=float, default=0.3,
                     help="for variants using {realigned}: fraction of least alignable lines `vidlang align` drops")
+    ap.add_argument("--pair", action="append", default=[], metavar="VARIANT:BASELINE",
+                    help="extra paired row against another variant (default rows: every variant vs infonce)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     variants = [_parse_variant(v) for v in (args.variant or ["norton=demo_cpu.yaml", "infonce=infonce_demo_cpu.yaml"])]
     if "infonce" not in [v[0] for v in variants]:
         raise ConfigError("--variant: one variant must be named infonce (the paired baseline)")
+    pairs = [_parse_pair(p, [v[0] for v in variants]) for p in args.pair]
 
     out = Path(args.out)
     t0 = time.perf_counter()
@@ -105,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, list[dict]]] = {}
     raw: dict = {"corpora": {}, "seeds": args.seeds, "steps": args.steps,
-                 "variants": {n: [c, o] for n, c, o in variants}}
+                 "variants": {n: [c, o] for n, c, o in variants}, "pairs": pairs}
     for cname in args.corpora:
         root = out / cname
         print(f"[study {time.perf_counter() - t0:6.0f} s] corpus {cname}: {CORPORA[cname]}", flush=True)
@@ -131,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             results[cname][name] = runs
             raw["corpora"][cname]["runs"][name] = runs
         # Print as we go: a long study shows its first corpus while the next one trains.
-        print(study_table({cname: results[cname]}), flush=True)
-    table = study_table(results)
+        print(study_table({cname: results[cname]}, pairs=pairs), flush=True)
+    table = study_table(results, pairs=pairs)
     atomic_write_json(out / "study.json", raw)
     atomic_write_text(out / "study.md", f"# vidlang study ({time.perf_counter() - t0:.0f} s)\n\n{table}\n")
     print(table)
