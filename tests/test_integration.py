@@ -48,7 +48,14 @@ def test_pipeline_outputs_are_consistent(tiny_run):
 
 def test_trained_model_beats_chance_on_clip_retrieval(tiny_run):
     out, corpus, pre, post = tiny_run
-    trained = task_rows(P.eval_stage(pre, out / "pre.json", corpus))
+    partial = P.eval_stage(pre, out / "pre.json", corpus, ["tasks=[alignment]"])
+    assert list(partial["tasks"]) == ["alignment"]
+    full = P.eval_stage(pre, out / "pre.json", corpus)  # a cached two-task file must not stand in for all tasks
+    assert set(full["tasks"]) > {"alignment", "clip-youcookii"}
+    mtime = (out / "pre.json").stat().st_mtime_ns
+    assert P.eval_stage(pre, out / "pre.json", corpus, ["tasks=[clip-youcookii]"]) == full  # subset: reused
+    assert (out / "pre.json").stat().st_mtime_ns == mtime
+    trained = task_rows(full)
     chance = task_rows(P.eval_stage("random", out / "chance.json", corpus))
     # (CrossTask/segmentation on a 6-video evaluation split are too noisy to assert after 40 steps; the demo
     # reports them at scale.)

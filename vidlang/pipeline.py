@@ -108,9 +108,21 @@ def untrained_checkpoint(config: str, out: Path, corpus: Corpus, seed: int = 0) 
 
 
 def eval_stage(checkpoint: Path | str, out_json: Path, corpus: Corpus, overrides: list[str] = ()) -> dict:
-    """`vidlang eval all` on every task of the synthetic corpus; cached in out_json."""
+    """`vidlang eval all` on every task of the synthetic corpus (or the `tasks=[...]` of `overrides`); cached in
+    out_json, which is reused only if it was run on at least the requested tasks (the study evaluates two tasks
+    per run and may share a corpus folder with the demo, which needs all of them)."""
     out_json = Path(out_json)
-    if not out_json.exists():
+    stale = False
+    if out_json.exists():
+        from vidlang.eval.cli import ALL_TASKS
+
+        wanted = list(ALL_TASKS)
+        for ov in overrides:
+            if ov.startswith("tasks="):
+                wanted = [t.strip() for t in ov.split("=", 1)[1].strip("[]").split(",") if t.strip()]
+        done = json.loads(out_json.read_text()).get("config", {}).get("tasks", [])
+        stale = not set(wanted) <= set(done)  # rerun; the eval writes its JSON atomically over the old one
+    if stale or not out_json.exists():
         sets = []
         for ov in [*corpus.eval_overrides(), *overrides]:
             sets += ["--set", ov]
