@@ -83,8 +83,8 @@ class NortonConfig:
     fusion_weight: float = 0.5  # sim = (w * pooled + fine) / (w + 1) (release: fusion_weight)
     temperature_init: float = 0.07  # initial paragraph temperature; faithful mode keeps it fixed (release)
     faithful: bool = False  # True: reproduce the release's arithmetic (table in the module docstring)
-    # Blocks of the fine-grained similarity: None = automatic (blocks of <= MAX_BLOCK_ENTRIES frame-word entries,
-    # one block for small batches); an int = that many videos x texts per block (memory O(chunk^2*F*T)).
+    # Blocks of the fine-grained similarity: None = automatic (length groups of videos, blocks of
+    # <= MAX_BLOCK_ENTRIES frame-word entries); an int = that many videos x texts per block (memory O(chunk^2*F*T)).
     chunk_size: int | None = None
 
     def validate(self) -> None:
@@ -107,7 +107,8 @@ class NortonConfig:
 
 
 # Frame-word similarity block budget: a block holds (words of its texts) x (frames of its videos) float entries.
-# 16M entries = 64 MiB of float32: the demo batch (128 pairs) runs as one block, N=1024 in a few dozen.
+# 16M entries = 64 MiB of float32: the demo batch (128 pairs) fits whole (its 8 length-group blocks are all kept
+# for backward), N=1024 runs in a few dozen blocks.
 MAX_BLOCK_ENTRIES = 1 << 24
 # Static-max fast path (see _FrameWordSoftMax) when every softmax denominator is >= exp(-2/alpha) >= exp(-40):
 # it cannot underflow and its reciprocal (backward) stays finite. Smaller alpha uses per-row maxima.
@@ -318,11 +319,12 @@ def fine_grained_directions(
         video_tokens (Nv, F, D), text_tokens (Nt, T, D), video_mask (Nv, F), text_mask (Nt, T) (True/1 = real)
         returns v2t (Nv, Nt), t2v (Nv, Nt)   [rows: videos, columns: texts]
     Blocks: a block pairs a range of videos with a range of texts and holds (real words of its texts) x (frames
-    of its videos) entries (padded words are dropped before the matmul). chunk_size None (default): as few blocks
-    as keep each under ``max_block_entries`` (one block for small batches); an int: chunk_size videos x
-    chunk_size texts per block. Peak extra memory, forward and backward (training) alike: ~2 blocks plus the
-    outputs, never Nv*Nt*F*T (a custom autograd Function recomputes each block in backward; a lone block is kept
-    from the forward instead of recomputed).
+    of its videos) entries (padded words are dropped before the matmul; videos are sorted by extent so a range
+    keeps only the frames of its own longest video). chunk_size None (default): up to 8 length groups of videos,
+    split further to keep each block under ``max_block_entries``; an int: chunk_size videos x chunk_size texts per
+    block. Peak extra memory, forward and backward (training) alike: ~2 blocks plus the outputs, or at most
+    ``max_block_entries`` when the blocks together fit it (their exponentials are then kept from the forward
+    instead of recomputed); never Nv*Nt*F*T (a custom autograd Function recomputes blocks in backward).
     """
     nv, nf, d = video_tokens.shape
     nt, nw, d2 = text_tokens.shape
