@@ -146,7 +146,7 @@ def _solve_exp(log_k, log_a, log_b, shift, pair, n_iters, tol, check_every):
     a, b = log_a.exp(), log_b.exp()
     v = (b > 0).to(k.dtype)  # log-domain start v = 0 on real columns, -inf on padded ones
     tiny = torch.finfo(k.dtype).tiny
-    it, err_pp, kv = 0, None, None
+    it, err_pp = 0, None
     for it in range(1, n_iters + 1):
         kv = torch.matmul(k, v.unsqueeze(-1)).squeeze(-1)  # (B, m) = K v
         u = a / kv.clamp_min(tiny)
