@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidlang.config import parse_overrides
 from vidlang.errors import VidlangError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,10 +117,8 @@ def eval_stage(checkpoint: Path | str, out_json: Path, corpus: Corpus, overrides
     if out_json.exists():
         from vidlang.eval.cli import ALL_TASKS
 
-        wanted = list(ALL_TASKS)
-        for ov in overrides:
-            if ov.startswith("tasks="):
-                wanted = [t.strip() for t in ov.split("=", 1)[1].strip("[]").split(",") if t.strip()]
+        # parsed the way `vidlang eval --set` parses them (YAML values), so the comparison sees the same list
+        wanted = parse_overrides(list(overrides)).get("tasks", list(ALL_TASKS))
         done = json.loads(out_json.read_text()).get("config", {}).get("tasks", [])
         stale = not set(wanted) <= set(done)  # rerun; the eval writes its JSON atomically over the old one
     if stale or not out_json.exists():
