@@ -22,8 +22,15 @@ sysdeps:
 	  else echo "warning: FFmpeg libraries missing; the torchcodec decoder will be unavailable"; fi; \
 	fi
 
+# The venv takes ~6.6 GB (torch 2.14.1 is a CUDA build, the only one with a torchvision that loads here);
+# say so up front instead of leaving pip's "No space left on device" mid-install as the only clue.
+VENV_GB := 7
+
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory sysdeps
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	  if [ -n "$$free_kb" ] && [ "$$free_kb" -lt $$(( $(VENV_GB) * 1024 * 1024 )) ]; then \
+	    echo "warning: $$(( free_kb / 1024 )) MiB free here; building $(VENV) needs about $(VENV_GB) GB"; fi
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
