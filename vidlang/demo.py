@@ -1,8 +1,10 @@
 """`vidlang demo`: the main job end to end on the embedded synthetic corpus (what `make demo` runs).
 
-    vidlang demo [--out runs/demo] [--videos 400] [--seeds 0 1 2] [--quick]
+    vidlang demo [--out runs/demo] [--videos 400] [--seeds 0 1 2] [--quick] [--corpus DIR]
 
-1. `vidlang synth`: a noisy narrated long-video world (public formats) -> OUT/corpus
+1. `vidlang synth`: a noisy narrated long-video world (public formats) -> OUT/corpus; or, with `--corpus DIR`, a
+   corpus vidlang did not generate, in the public layout (see vidlang.pipeline.prepare_public_corpus: YouCookII's
+   training/validation subsets are the split, HTM-Align is the alignment ground truth)
 2. `vidlang preprocess`: thumbnail features at 1/s + cleaned narration -> OUT/features, OUT/msrvtt_features
 3. `vidlang train` (configs/norton/pretrain_demo_cpu.yaml): VideoCLIP-style InfoNCE pretraining -> OUT/pretrain
 4. post-training from that checkpoint, per seed: Norton (configs/norton/demo_cpu.yaml) and the fair baseline,
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="post-training seeds")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests (40 videos, few steps, 1 seed)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="run on this public-layout corpus folder instead of synthesising one (--videos is ignored)")
     args = ap.parse_args(argv)
 
     out = Path(args.out)
@@ -98,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     def stage(msg: str) -> None:
         print(f"\n[demo {time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
-    stage(f"1-2/6 synthetic corpus ({videos} videos) and features")
-    corpus = P.prepare_corpus(out, synth, workers=args.workers)
+    if args.corpus is not None:
+        stage(f"1-2/6 features of the corpus {args.corpus}")
+        corpus = P.prepare_public_corpus(out, args.corpus, workers=args.workers)
+        what = f"the corpus {args.corpus}"
+    else:
+        stage(f"1-2/6 synthetic corpus ({videos} videos) and features")
+        corpus = P.prepare_corpus(out, synth, workers=args.workers)
+        what = f"the synthetic corpus ({videos} videos)"
     stage("3/6 InfoNCE pretraining (VideoCLIP-style)")
     pre = P.train_stage("pretrain_demo_cpu.yaml", out / "pretrain", corpus, quick)
     post: dict[str, list[Path]] = {"norton": [], "infonce": []}
@@ -126,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     stage("6/6 report and figures")
     names = ["chance", "untrained", "pretrain", "infonce_s0", "norton_s0"]
     P.run_cli(["report", *[res / f"{n}.json" for n in names], "--names", *names, "--out-dir", out / "report"])
-    text = (f"# vidlang demo ({videos} videos, seeds {seeds}, {time.perf_counter() - t0:.0f} s)\n\n"
-            f"Evaluation split of the synthetic corpus; percent; mean ± std over post-training seeds.\n\n{table}\n\n"
+    text = (f"# vidlang demo on {what}, seeds {seeds}, {time.perf_counter() - t0:.0f} s\n\n"
+            f"Evaluation split; percent; mean ± std over post-training seeds.\n\n{table}\n\n"
             f"Paired differences over seeds:\n\n{diffs}\n")
     atomic_write_text(out / "results.md", text)
     print("\n" + text)

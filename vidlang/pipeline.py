@@ -30,46 +30,101 @@ def run_cli(argv: list[str]) -> None:
         raise VidlangError(f"`vidlang {' '.join(map(str, argv))}` failed with status {rc}")
 
 
+# A corpus folder in the public layout: what `vidlang synth` writes and what `vidlang demo --corpus DIR` reads.
+ANNOTATIONS = {  # data.<key> of configs/eval/synthetic.yaml -> file under DIR/annotations/
+    "youcookii": "youcookii_annotations_trainval.json",
+    "msrvtt_jsfusion": "MSRVTT_JSFUSION_test.csv", "msrvtt_mc": "MSR_MC_test.csv",
+    "coin": "COIN.json", "crosstask": "crosstask_release",
+}
+CAPTIONS = "howto100m_captions.json"  # DIR/annotations/: the long videos' ASR narration (HowTo100M format)
+HTM_ALIGN = "htm_align.json"  # DIR/annotations/: HTM-Align ground truth of the evaluation videos (optional)
+
+
 @dataclass
 class Corpus:
-    root: Path  # vidlang synth output
+    root: Path  # public layout: videos/, msrvtt/videos/, annotations/ (ANNOTATIONS, CAPTIONS, HTM_ALIGN)
     features: Path  # long-video feature store (with cleaned narration in text/)
     msrvtt_features: Path  # feature store of the MSR-VTT-style clips
+    splits: Path  # {"train": [...], "val": [...]}: training reads only "train"
+    ground_truth: Path | None  # synthetic ground_truth.json, HTM-Align's htm_align.json, or None (no alignment task)
 
     @property
-    def splits(self) -> Path:
-        return self.root / "splits.json"
-
-    @property
-    def ground_truth(self) -> Path:
-        return self.root / "ground_truth.json"
+    def annotations(self) -> Path:
+        return self.root / "annotations"
 
     def train_overrides(self) -> list[str]:
         return [f"data.features={self.features}", f"data.splits={self.splits}"]
 
     def eval_overrides(self) -> list[str]:
-        ann = self.root / "annotations"
-        pairs = {
-            "features": self.features, "msrvtt_features": self.msrvtt_features,
-            "youcookii": ann / "youcookii_annotations_trainval.json",
-            "msrvtt_jsfusion": ann / "MSRVTT_JSFUSION_test.csv", "msrvtt_mc": ann / "MSR_MC_test.csv",
-            "coin": ann / "COIN.json", "crosstask": ann / "crosstask_release", "ground_truth": self.ground_truth,
-        }
-        return [f"data.{k}={v}" for k, v in pairs.items()]
+        """Every task whose annotation file exists; a missing one is `null`, which `vidlang eval all` skips."""
+        pairs: dict[str, object] = {"features": self.features, "msrvtt_features": self.msrvtt_features}
+        for key, name in ANNOTATIONS.items():
+            pairs[key] = self.annotations / name if (self.annotations / name).exists() else "null"
+        pairs["ground_truth"] = self.ground_truth or "null"
+        out = [f"data.{k}={v}" for k, v in pairs.items()]
+        if self.ground_truth is not None and self.ground_truth.name == HTM_ALIGN:
+            # HTM-Align holds the true times; the narration's own (ASR) times come from the caption file
+            out.append(f"alignment.captions={self.annotations / CAPTIONS}")
+        return out
+
+
+def _preprocess(corpus: Corpus, workers: int) -> None:
+    common = ["--fps", "1", "--workers", workers, "--no-progress"]
+    run_cli(["preprocess", "--videos", corpus.root / "videos", "--out", corpus.features,
+             "--captions", corpus.annotations / CAPTIONS, *common])
+    if (corpus.root / "msrvtt" / "videos").is_dir():
+        run_cli(["preprocess", "--videos", corpus.root / "msrvtt" / "videos", "--out", corpus.msrvtt_features,
+                 *common])
 
 
 def prepare_corpus(out: Path, synth_args: list[str], workers: int = 2, log=print) -> Corpus:
     """synth -> preprocess (thumbnail features at 1/s + cleaned narration) for the long videos and MSR-VTT clips."""
     out = Path(out)
-    corpus = Corpus(out / "corpus", out / "features", out / "msrvtt_features")
+    root = out / "corpus"
+    corpus = Corpus(root, out / "features", out / "msrvtt_features", root / "splits.json", root / "ground_truth.json")
     t0 = time.perf_counter()
     if not corpus.ground_truth.exists():
         run_cli(["synth", corpus.root, *synth_args, "--workers", workers, "--no-progress"])
-    common = ["--fps", "1", "--workers", workers, "--no-progress"]
-    run_cli(["preprocess", "--videos", corpus.root / "videos", "--out", corpus.features,
-             "--captions", corpus.root / "annotations" / "howto100m_captions.json", *common])
-    run_cli(["preprocess", "--videos", corpus.root / "msrvtt" / "videos", "--out", corpus.msrvtt_features, *common])
+    _preprocess(corpus, workers)
     log(f"corpus ready in {time.perf_counter() - t0:.0f} s: {corpus.root}")
+    return corpus
+
+
+def splits_from_youcookii(path: Path) -> dict[str, list[str]]:
+    """{"train": YouCookII "training" videos, "val": its "validation" videos}, each sorted (other subsets ignored)."""
+    from vidlang.datasets.youcookii import read_youcookii
+
+    videos = read_youcookii(path)
+    return {name: sorted(v.video_id for v in videos if v.subset == subset)
+            for name, subset in (("train", "training"), ("val", "validation"))}
+
+
+def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) -> Corpus:
+    """A corpus vidlang did not generate, in the public layout -> features + splits under `out`.
+
+    Needs DIR/videos/ and DIR/annotations/{howto100m_captions.json, youcookii_annotations_trainval.json}; the
+    train/val split is YouCookII's training/validation subset (written to OUT/splits.json); the other annotation
+    files, DIR/msrvtt/videos/ and DIR/annotations/htm_align.json (alignment ground truth) are optional.
+    """
+    out, root = Path(out), Path(root)
+    ann = root / "annotations"
+    missing = [str(p) for p in (root / "videos", ann / CAPTIONS, ann / ANNOTATIONS["youcookii"]) if not p.exists()]
+    if missing:
+        raise VidlangError(f"{root} is not a corpus in the public layout: missing {', '.join(missing)}")
+    htm = ann / HTM_ALIGN
+    corpus = Corpus(root, out / "features", out / "msrvtt_features", out / "splits.json",
+                    htm if htm.exists() else None)
+    t0 = time.perf_counter()
+    splits = splits_from_youcookii(ann / ANNOTATIONS["youcookii"])
+    if not splits["train"]:
+        raise VidlangError(f"{ann / ANNOTATIONS['youcookii']}: no video has subset 'training', nothing to train on")
+    from vidlang.io import atomic_write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(corpus.splits, splits)
+    _preprocess(corpus, workers)
+    log(f"corpus ready in {time.perf_counter() - t0:.0f} s: {root} ({len(splits['train'])} training, "
+        f"{len(splits['val'])} validation videos)")
     return corpus
 
 
@@ -136,7 +191,7 @@ def realign_stage(checkpoint: Path, corpus: Corpus, out_json: Path, drop_frac: f
     out_json = Path(out_json)
     if not out_json.exists():
         run_cli(["align", "--checkpoint", checkpoint, "--features", corpus.features,
-                 "--captions", corpus.root / "annotations" / "howto100m_captions.json", "--out", out_json,
+                 "--captions", corpus.annotations / CAPTIONS, "--out", out_json,
                  "--drop-frac", drop_frac])
     return out_json
 
