@@ -62,3 +62,18 @@ def test_every_task_runs_on_an_independent_corpus(public_corpus, tmp_path):
     assert "htm_align" in al["protocol"]
     htm = json.loads(corpus.ground_truth.read_text())
     assert al["counts"]["videos"] == len(htm) and al["counts"]["videos_without_asr_match"] == 0
+
+
+def test_demo_table_says_when_the_alignment_gate_fell_back_to_timestamps():
+    from vidlang.demo import gate_note
+
+    def run(hyper: dict) -> dict:
+        return {"tasks": {"alignment": {"hyperparameters": hyper}}}
+
+    on = run({"source": "defaults (no training ground truth used)"})
+    off = run({"source": "defaults (no training ground truth used); content off: the model failed the label-free "
+                         "check", "content_off": True})
+    assert gate_note({"a": [on, on], "b": [on]}) == ""
+    note = gate_note({"chance": [off], "+ Norton": [on, off], "pretrained": [on]})
+    assert "chance, + Norton" in note and "pretrained" not in note
+    assert gate_note({"old": [run({"source": "...; content off: the model failed the label-free check"})]})

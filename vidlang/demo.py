@@ -69,6 +69,19 @@ def headline_table(rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def gate_note(rows: dict[str, list[dict]]) -> str:
+    """A line naming the runs whose aligners fell back to the raw timestamps (label-free gate), or ""."""
+    def content_off(r: dict) -> bool:
+        hyper = r.get("tasks", {}).get("alignment", {}).get("hyperparameters", {})
+        return bool(hyper.get("content_off")) or "content off" in hyper.get("source", "")  # older JSON: no flag
+
+    off = [name for name, runs in rows.items() if any(content_off(r) for r in runs)]
+    if not off:
+        return ""
+    return ("Alignment: the label-free check switched the model's content off for " + ", ".join(off) +
+            " (some or all seeds); there the aligners return the raw timestamps.")
+
+
 def paired_differences(norton: list[dict], infonce: list[dict]) -> str:
     """Per-metric paired difference norton - infonce over seeds (mean ± std, wins/seeds)."""
     from vidlang.eval.report import task_rows
@@ -131,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         "+ Norton": [P.eval_stage(c, res / f"norton_s{s}.json", corpus) for s, c in zip(seeds, post["norton"])],
     }
     table = headline_table(rows)
+    note = gate_note(rows)
+    if note:
+        table += "\n\n" + note
     diffs = paired_differences(rows["+ Norton"], rows["+ InfoNCE (continued)"])
 
     stage("6/6 report and figures")

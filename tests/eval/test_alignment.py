@@ -198,7 +198,8 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
     from vidlang.eval.tasks import RandomEmbedder
 
     rnd = run_alignment(RandomEmbedder(16), store, str(world["ground_truth"]), gate_min_auc=101.0)  # 36 lines: force
-    assert "content off" in rnd["hyperparameters"]["source"]
+    assert "content off" in rnd["hyperparameters"]["source"] and rnd["hyperparameters"]["content_off"]
+    assert "CONTENT OFF" in rnd["protocol"] and "CONTENT OFF" not in syn["protocol"]  # printed with the numbers
     for m in ("prior", "dp", "ot"):
         assert rnd["metrics"][f"recall_{m}"] == rnd["baselines"]["timestamps"]["recall"], m
     assert syn["metrics"]["recall_prior"] == 100.0
