@@ -77,3 +77,18 @@ def test_demo_table_says_when_the_alignment_gate_fell_back_to_timestamps():
     note = gate_note({"chance": [off], "+ Norton": [on, off], "pretrained": [on]})
     assert "chance, + Norton" in note and "pretrained" not in note
     assert gate_note({"old": [run({"source": "...; content off: the model failed the label-free check"})]})
+
+
+def test_optional_parts_of_the_layout_become_null(tmp_path):
+    root = tmp_path / "c"
+    (root / "videos").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for name in ("howto100m_captions.json", "youcookii_annotations_trainval.json", "MSRVTT_JSFUSION_test.csv",
+                 "COIN.json"):
+        (root / "annotations" / name).write_text("{}")
+    corpus = P.Corpus(root, tmp_path / "f", tmp_path / "m", tmp_path / "splits.json", None)
+    sets = dict(ov.split("=", 1) for ov in corpus.eval_overrides())
+    assert sets["data.coin"].endswith("COIN.json") and sets["data.youcookii"].endswith(".json")
+    # MSR-VTT CSV without its clips folder, absent files and no alignment truth: skipped, not a crash later
+    assert sets["data.msrvtt_jsfusion"] == sets["data.msrvtt_mc"] == sets["data.crosstask"] == "null"
+    assert sets["data.ground_truth"] == "null" and "alignment.captions" not in sets

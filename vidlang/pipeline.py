@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vidlang.config import parse_overrides
 from vidlang.errors import VidlangError
+from vidlang.io import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -58,8 +59,10 @@ class Corpus:
     def eval_overrides(self) -> list[str]:
         """Every task whose annotation file exists; a missing one is `null`, which `vidlang eval all` skips."""
         pairs: dict[str, object] = {"features": self.features, "msrvtt_features": self.msrvtt_features}
+        clips = (self.root / "msrvtt" / "videos").is_dir()  # MSR-VTT tasks need the clips as well as the CSVs
         for key, name in ANNOTATIONS.items():
-            pairs[key] = self.annotations / name if (self.annotations / name).exists() else "null"
+            usable = (self.annotations / name).exists() and (clips or not key.startswith("msrvtt"))
+            pairs[key] = self.annotations / name if usable else "null"
         pairs["ground_truth"] = self.ground_truth or "null"
         out = [f"data.{k}={v}" for k, v in pairs.items()]
         if self.ground_truth is not None and self.ground_truth.name == HTM_ALIGN:
@@ -118,8 +121,6 @@ def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) ->
     splits = splits_from_youcookii(ann / ANNOTATIONS["youcookii"])
     if not splits["train"]:
         raise VidlangError(f"{ann / ANNOTATIONS['youcookii']}: no video has subset 'training', nothing to train on")
-    from vidlang.io import atomic_write_json
-
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(corpus.splits, splits)
     _preprocess(corpus, workers)
