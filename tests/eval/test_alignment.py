@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidlang.eval.alignment import (align_lines, alignment_recall, drop_threshold, roc_auc,
+from vidlang.eval.alignment import (align_lines, alignment_recall, drop_threshold, jackknife_auc, roc_auc,
                                     timestamp_alignment, zscore_over_seconds)
 
 
@@ -30,6 +30,25 @@ def test_auc_matches_pairwise_with_ties():
     s = rng.integers(0, 6, 60).astype(float)
     y = rng.random(60) < 0.4
     assert roc_auc(s, y) == pytest.approx(naive_auc(s, y))
+
+
+def test_jackknife_auc_against_a_naive_leave_one_video_out():
+    rng = np.random.default_rng(1)
+    n = 40
+    groups = rng.integers(0, 7, n)
+    own, other = rng.normal(0.3, 1.0, n), rng.normal(0.0, 1.0, n)
+    auc, se = jackknife_auc(own, other, np.r_[groups, groups])
+    assert auc == pytest.approx(naive_auc(np.r_[own, other], [True] * n + [False] * n))
+    loo = [naive_auc(np.r_[own[groups != g], other[groups != g]], [True] * int((groups != g).sum()) +
+                     [False] * int((groups != g).sum())) for g in np.unique(groups)]
+    G = len(loo)
+    assert se == pytest.approx(np.sqrt((G - 1) / G * np.sum((np.array(loo) - np.mean(loo)) ** 2)))
+    # one video: no spread to measure -> infinite SE (the gate then keeps content off)
+    assert jackknife_auc([1.0, 2.0], [0.0, 0.5], [0, 0, 0, 0])[1] == float("inf")
+    # identical videos: every leave-one-out AUC is the same -> SE 0
+    assert jackknife_auc([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0, 1, 2, 0, 1, 2]) == (100.0, 0.0)
+    with pytest.raises(ValueError, match="one entry per score"):
+        jackknife_auc([1.0], [0.0], [0])
 
 
 def _video(T=60, step=(20, 24)):
@@ -191,13 +210,20 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
 
     world = build_world(tmp_path / "w")
     store = FeatureStore(world["store"])
-    syn = run_alignment(OracleEmbedder(), store, str(world["ground_truth"]))
+    # 6 videos are too few for the default gate (AUC - 3.09 jackknife SEs >= 50) to trust even the oracle...
+    gated = run_alignment(OracleEmbedder(), store, str(world["ground_truth"]))
+    chk = gated["hyperparameters"]["label_free_check"]
+    assert chk["own_vs_other_video_auc"] > 60 and chk["lower_bound"] < 50 and gated["hyperparameters"]["content_off"]
+    # ...so the rest of this test uses a plain bar (z 0, AUC >= 60: the rule before stop 7)
+    OPEN = {"gate_z": 0.0, "gate_min_auc": 60.0}
+    syn = run_alignment(OracleEmbedder(), store, str(world["ground_truth"]), **OPEN)
     assert syn["hyperparameters"]["source"].startswith("defaults")  # the world has no training videos
-    assert syn["hyperparameters"]["label_free_check"]["own_vs_other_video_auc"] > 60  # content kept on
+    assert "content_off" not in syn["hyperparameters"]  # content kept on
     # an uninformative model fails the label-free check: content off, every aligner returns the raw timestamps
     from vidlang.eval.tasks import RandomEmbedder
 
-    rnd = run_alignment(RandomEmbedder(16), store, str(world["ground_truth"]), gate_min_auc=101.0)  # 36 lines: force
+    rnd = run_alignment(RandomEmbedder(16), store, str(world["ground_truth"]), gate_z=0.0,
+                        gate_min_auc=101.0)  # 36 lines: force
     assert "content off" in rnd["hyperparameters"]["source"] and rnd["hyperparameters"]["content_off"]
     assert "CONTENT OFF" in rnd["protocol"] and "CONTENT OFF" not in syn["protocol"]  # printed with the numbers
     for m in ("prior", "dp", "ot"):
@@ -213,7 +239,7 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
     spec.loader.exec_module(tool)
     assert tool.main([str(world["ground_truth"]), str(tmp_path / "htm")]) == 0
     htm = run_alignment(OracleEmbedder(), store, str(tmp_path / "htm" / "htm_align.json"),
-                        captions=str(tmp_path / "htm" / "asr_captions.json"))
+                        captions=str(tmp_path / "htm" / "asr_captions.json"), **OPEN)
     assert "htm_align" in htm["protocol"] and htm["counts"]["videos_without_asr_match"] == 0
     assert htm["counts"]["relevant_lines"] == syn["counts"]["relevant_lines"]
     assert htm["metrics"]["recall_prior"] == 100.0 and htm["metrics"]["auc_max_sim"] == syn["metrics"]["auc_max_sim"]

@@ -81,6 +81,31 @@ def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.nd
     return 100.0 * u / (n_pos * n_neg)
 
 
+def jackknife_auc(own: Sequence[float], other: Sequence[float], groups: Sequence[int]) -> tuple[float, float]:
+    """ROC-AUC (percent) of `own` scores against `other` scores, and its leave-one-group-out jackknife SE.
+
+    Shapes: own (N,), other (M,), groups (N + M,) int: the group (video) of each own score, then of each other
+    score. Lines of one video are not independent draws, so the standard error is computed over videos: the AUC
+    is recomputed without each group in turn, SE = sqrt((G - 1) / G * sum_g (AUC_(g) - mean)^2). A group whose
+    removal leaves one class empty is skipped; SE is inf with fewer than two usable groups.
+    """
+    scores = np.asarray(list(own) + list(other), dtype=np.float64)
+    labels = np.r_[np.ones(len(own), bool), np.zeros(len(other), bool)]
+    g = np.asarray(groups)
+    if g.shape != scores.shape:
+        raise ValueError(f"groups must have one entry per score ({scores.shape[0]}), got {g.shape}")
+    auc = roc_auc(scores, labels)
+    loo = []
+    for k in np.unique(g):
+        keep = g != k
+        if labels[keep].any() and (~labels[keep]).any():
+            loo.append(roc_auc(scores[keep], labels[keep]))
+    if len(loo) < 2:
+        return auc, math.inf
+    loo = np.asarray(loo)
+    return auc, float(math.sqrt((len(loo) - 1) / len(loo) * ((loo - loo.mean()) ** 2).sum()))
+
+
 def zscore_over_seconds(sim: Tensor, eps: float = 1e-6) -> Tensor:
     """Per-line z-score of similarities over the video's seconds. Shapes: (L, T) -> (L, T)."""
     mean = sim.mean(dim=1, keepdim=True)

@@ -104,7 +104,10 @@ class AlignmentConfig:
     tune_content_thresholds: list[float] = field(default_factory=lambda: [2.0, 1.0, -10.0])
     tune_prior_scales: list[float] = field(default_factory=lambda: [3.0, 1.5, 6.0])
     tune_skip_penalties: list[float] = field(default_factory=lambda: [1000.0, 3.0, 1.0, 0.0])
-    gate_min_auc: float = 60.0  # defaults only: content used if own-vs-other-video max-sim AUC (%) >= this
+    # defaults only (no training ground truth): content is used if the own-vs-other-video max-sim AUC (%) minus
+    # gate_z jackknife standard errors reaches gate_min_auc (one-sided 0.1% above chance); z 0 and 60 = the old rule
+    gate_min_auc: float = 50.0
+    gate_z: float = 3.09
     captions: str | None = None  # HTM-Align only: HowTo100M caption JSON with the sentences' ASR timestamps
     format: str = "auto"  # auto | synthetic (ground_truth.json) | htm_align (htm_align.json)
 
@@ -119,6 +122,8 @@ class AlignmentConfig:
             raise ValueError(f"tune_split must differ from split ({self.split!r}): tune on training videos only")
         if self.tune_max_videos < 1:
             raise ValueError("tune_max_videos must be >= 1")
+        if self.gate_z < 0:
+            raise ValueError("gate_z must be >= 0 (standard errors subtracted from the check's AUC)")
 
     def tune_grid(self) -> dict:
         return {"content_weights": list(self.tune_content_weights),
@@ -203,7 +208,7 @@ def run_task(name: str, cfg: EvalConfig, embedder, stores: dict) -> dict:
         return T.run_alignment(embedder, store(d.features), d.ground_truth, a.split, a.prior_scale,
                                a.content_weight, a.ot_epsilon, a.ot_bucket, a.content_threshold, a.skip_penalty,
                                a.tune, a.tune_split, a.tune_max_videos, a.tune_grid(), a.captions, a.format,
-                               a.gate_min_auc)
+                               a.gate_min_auc, a.gate_z)
     raise ConfigError(f"unknown task {name!r}; choose from {ALL_TASKS}")
 
 
