@@ -69,7 +69,8 @@ def test_segmentation_protocol(world, store):
 def test_crosstask_and_alignment(world, store):
     ct = T.run_crosstask(OracleEmbedder(), store, str(world["crosstask"]))
     assert ct["metrics"]["recall"] == 100.0
-    al = T.run_alignment(OracleEmbedder(), store, str(world["ground_truth"]))
+    # 6 evaluated videos are too few for the default gate's jackknife bound: use a plain bar (AUC >= 60)
+    al = T.run_alignment(OracleEmbedder(), store, str(world["ground_truth"]), gate_z=0.0, gate_min_auc=60.0)
     # one relevant line in three is narrated 7 s late: raw timestamps miss it, content + time recover it
     assert al["baselines"]["timestamps"]["recall"] == pytest.approx(200 / 3)
     assert al["metrics"]["recall_prior"] == 100.0 and al["metrics"]["recall_ot"] == 100.0
