@@ -214,7 +214,7 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
     gated = run_alignment(OracleEmbedder(), store, str(world["ground_truth"]))
     chk = gated["hyperparameters"]["label_free_check"]
     assert chk["own_vs_other_video_auc"] > 60 and chk["lower_bound"] < 50 and gated["hyperparameters"]["content_off"]
-    # ...so the rest of this test uses a plain bar (z 0, AUC >= 60: the rule before stop 7)
+    # ...so the rest of this test uses a plain bar (z 0, AUC >= 60: the former default rule)
     OPEN = {"gate_z": 0.0, "gate_min_auc": 60.0}
     syn = run_alignment(OracleEmbedder(), store, str(world["ground_truth"]), **OPEN)
     assert syn["hyperparameters"]["source"].startswith("defaults")  # the world has no training videos

@@ -538,7 +538,7 @@ def run_alignment(embedder: Embedder, store, ground_truth: str, split: str = "va
     switched off (the aligners then return exactly the raw timestamps) unless lines tell their own video from
     another: the ROC-AUC of a line's max similarity over its own video vs over another evaluated video, minus
     `gate_z` standard errors (jackknife over videos), must reach `gate_min_auc` (percent). The defaults (z 3.09,
-    bar 50) ask for discrimination above chance at one-sided 0.1%. (Until stop 7 the rule was a fixed bar, AUC
+    bar 50) ask for discrimination above chance at one-sided 0.1%. (The rule used to be a fixed bar, AUC
     >= 60, i.e. z 0 and bar 60, set on vidlang's world, where the 400-step demo model scores ~66 and uninformative
     ones ~50-53; on the independent corpus trained models scored ~58: irrelevant lines cap the AUC, so a fixed bar
     depends on how noisy the narration is.) The choice is stored in "hyperparameters".
