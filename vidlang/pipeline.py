@@ -53,13 +53,17 @@ class Corpus:
     def annotations(self) -> Path:
         return self.root / "annotations"
 
+    @property
+    def msrvtt_videos(self) -> Path:
+        return self.root / "msrvtt" / "videos"
+
     def train_overrides(self) -> list[str]:
         return [f"data.features={self.features}", f"data.splits={self.splits}"]
 
     def eval_overrides(self) -> list[str]:
         """Every task whose annotation file exists; a missing one is `null`, which `vidlang eval all` skips."""
         pairs: dict[str, object] = {"features": self.features, "msrvtt_features": self.msrvtt_features}
-        clips = (self.root / "msrvtt" / "videos").is_dir()  # MSR-VTT tasks need the clips as well as the CSVs
+        clips = self.msrvtt_videos.is_dir()  # MSR-VTT tasks need the clips as well as the CSVs
         for key, name in ANNOTATIONS.items():
             usable = (self.annotations / name).exists() and (clips or not key.startswith("msrvtt"))
             pairs[key] = self.annotations / name if usable else "null"
@@ -75,9 +79,8 @@ def _preprocess(corpus: Corpus, workers: int) -> None:
     common = ["--fps", "1", "--workers", workers, "--no-progress"]
     run_cli(["preprocess", "--videos", corpus.root / "videos", "--out", corpus.features,
              "--captions", corpus.annotations / CAPTIONS, *common])
-    if (corpus.root / "msrvtt" / "videos").is_dir():
-        run_cli(["preprocess", "--videos", corpus.root / "msrvtt" / "videos", "--out", corpus.msrvtt_features,
-                 *common])
+    if corpus.msrvtt_videos.is_dir():
+        run_cli(["preprocess", "--videos", corpus.msrvtt_videos, "--out", corpus.msrvtt_features, *common])
 
 
 def prepare_corpus(out: Path, synth_args: list[str], workers: int = 2, log=print) -> Corpus:

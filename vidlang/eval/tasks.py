@@ -583,14 +583,14 @@ def run_alignment(embedder: Embedder, store, ground_truth: str, split: str = "va
     if not evaluated:
         raise VidlangError(f"{ground_truth}: no {split} video with narration is in the feature store {store.root}")
     if hyper["source"].startswith("defaults") and params.content_weight > 0 and len(evaluated) > 1:
-        own, other, own_g, other_g = [], [], [], []
+        own, other, video_of_line = [], [], []
         for i, (vid, v) in enumerate(evaluated):
             nxt = evaluated[(i + 1) % len(evaluated)][0]
             own += v.sim.max(dim=1).values.tolist()
             other += line_similarity(embedder, store[nxt], truth[vid]["texts"], fps).max(dim=1).values.tolist()
-            own_g += [i] * v.sim.shape[0]
-            other_g += [i] * v.sim.shape[0]  # a line's other-video score belongs with its own video's lines
-        check, se = al.jackknife_auc(own, other, own_g + other_g)
+            video_of_line += [i] * v.sim.shape[0]
+        # a line's other-video score belongs with its own video's lines: the same groups for both halves
+        check, se = al.jackknife_auc(own, other, video_of_line * 2)
         lower = check - gate_z * se
         hyper["label_free_check"] = {"own_vs_other_video_auc": check, "jackknife_se": se, "z": gate_z,
                                      "lower_bound": lower, "min_auc": gate_min_auc}
