@@ -304,7 +304,7 @@ def run_corpus(
     listed = [(v, p) for v, p in list_videos(videos) if shard_of(v, sn) == si]
     caption_map = None
     if captions is not None:
-        from preprocessing.captions import clean_captions
+        from vidlang.datasets.narration import clean_captions
         from vidlang.datasets.howto100m import read_howto100m_captions
 
         raw = read_howto100m_captions(captions)

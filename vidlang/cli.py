@@ -12,11 +12,11 @@ import sys
 
 # name -> (module, help). Imported lazily so `vidlang synth` does not pay for torch/transformers imports.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("vidlang.data.synth", "render the synthetic noisy long-video corpus"),
+    "synth": ("vidlang.synth.generate", "render the synthetic noisy long-video corpus"),
     "preprocess": ("preprocessing.cli", "decode videos, extract features, clean narration"),
     "train": ("vidlang.train.cli", "train a dual encoder (infonce / norton)"),
     "eval": ("vidlang.eval.cli", "evaluate a checkpoint on temporal tasks"),
-    "align": ("vidlang.eval.align", "realign narration with a trained model"),
+    "align": ("vidlang.data.realign", "realign narration with a trained model"),
     "report": ("vidlang.eval.report", "side-by-side table and figures of result files"),
     "plot-alignment": ("vidlang.eval.plots", "heatmap of a video's transport plan"),
     "study": ("vidlang.study", "noise study: norton vs infonce post-training over seeds"),

@@ -161,7 +161,7 @@ def test_align_and_plot_cli_with_real_checkpoint(world, tmp_path, tiny_text_mode
 
     realigned = read_howto100m_captions(out)  # the output is valid HowTo100M caption JSON
     assert set(realigned) == set(VIDEOS)
-    from preprocessing.captions import clean_captions
+    from vidlang.datasets.narration import clean_captions
 
     # align cleans the captions first (rolling-ASR dedup, as preprocess does); --drop-frac applies to those lines
     n_in = sum(len(clean_captions(lines)) for vid, lines in read_howto100m_captions(cap_path).items() if vid in VIDEOS)

@@ -1,4 +1,4 @@
-"""Data access: feature store, samplers, synthetic corpus. Imports stay light (no torch at package import)."""
+"""Data access: feature store, long-video sampler, batches, the realigner. Imports stay light (no torch at import)."""
 
 from vidlang.data.store import FeatureStore
 

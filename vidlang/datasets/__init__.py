@@ -11,6 +11,7 @@ from vidlang.datasets.crosstask import (CrossTaskRelease, CrossTaskSegment, Cros
 from vidlang.datasets.howto100m import CaptionLine, read_howto100m_captions
 from vidlang.datasets.htm_align import HtmAlignSentence, match_asr_times, read_htm_align
 from vidlang.datasets.interlink import InterlinkClip, InterlinkVideo, parse_clip_time, read_interlink
+from vidlang.datasets.narration import clean_captions
 from vidlang.datasets.msrvtt import (MsrvttData, MsrvttMCQuestion, MsrvttPair, MsrvttSentence, MsrvttVideo,
                                      read_msrvtt_data, read_msrvtt_jsfusion, read_msrvtt_mc)
 from vidlang.datasets.youcookii import YouCookSegment, YouCookVideo, read_youcookii
@@ -19,7 +20,7 @@ __all__ = [
     "COIN_BACKGROUND", "CaptionLine", "CoinStep", "CoinVideo", "CrossTaskRelease", "CrossTaskSegment",
     "CrossTaskTask", "CrossTaskVideo", "HtmAlignSentence", "InterlinkClip", "InterlinkVideo", "MsrvttData",
     "MsrvttMCQuestion", "MsrvttPair", "MsrvttSentence", "MsrvttVideo", "YouCookSegment", "YouCookVideo",
-    "coin_frame_labels", "coin_step_vocabulary", "crosstask_targets", "match_asr_times", "parse_clip_time",
+    "clean_captions", "coin_frame_labels", "coin_step_vocabulary", "crosstask_targets", "match_asr_times", "parse_clip_time",
     "read_coin", "read_crosstask", "read_howto100m_captions", "read_htm_align", "read_interlink",
     "read_msrvtt_data", "read_msrvtt_jsfusion", "read_msrvtt_mc", "read_youcookii",
 ]

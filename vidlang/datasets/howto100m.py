@@ -5,7 +5,7 @@ Format (both files share it; extra per-video keys are ignored)::
     {"<video_id>": {"start": [0.0, 3.2], "end": [3.5, 7.1], "text": ["so today we're", "going to make"]}}
 
 The reader checks structure and types only: three lists of equal length, finite non-negative times with
-start <= end, string texts. It does not deduplicate or normalise: that is `preprocessing.captions`.
+start <= end, string texts. It does not deduplicate or normalise: that is `vidlang.datasets.narration`.
 MMPT skips non-string texts silently; vidlang refuses them, naming the video, so a corrupt file is noticed.
 """
 

@@ -7,6 +7,6 @@ Modules:
     localization.py  CrossTask ordered step DP and per-task recall
     alignment.py     narration alignment: recall, ROC-AUC with ties, content+time aligner, OT aligner
     tasks.py         run_* protocols gluing readers, a FeatureStore and an Embedder to the metrics
-    cli.py           `vidlang eval`;  align.py `vidlang align`;  report.py `vidlang report`;
+    cli.py           `vidlang eval`;  report.py `vidlang report`  (`vidlang align` is vidlang/data/realign.py)
     plots.py         `vidlang plot-alignment`
 """

@@ -84,7 +84,7 @@ def corpus_from_store(cfg: TrainConfig) -> Corpus:
         ids = [v for v in splits["train"] if v in present]
     captions = {}
     if cfg.data.captions:
-        from preprocessing.captions import clean_captions
+        from vidlang.datasets.narration import clean_captions
         from vidlang.datasets import read_howto100m_captions
 
         if not Path(cfg.data.captions).exists():

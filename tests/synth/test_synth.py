@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from vidlang.data import synth_text as T
-from vidlang.data.synth import (
+from vidlang.synth import text as T
+from vidlang.synth.generate import (
     SynthConfig,
     _mc_candidates,
     annotate,
@@ -22,7 +22,7 @@ from vidlang.data.synth import (
     main,
     plan_video,
 )
-from vidlang.data.synth_render import render_frames
+from vidlang.synth.render import render_frames
 
 TINY = dict(videos=6, seed=3, size=32, fps=2, min_duration=20, max_duration=40, step_min=2, step_max=4,
             msrvtt_clips=4, val_frac=0.34)

@@ -1,6 +1,6 @@
 """HowTo100M narration cleaning: normalise, dedup YouTube's rolling ASR lines, optionally merge into sentences.
 
-`clean_captions(lines)` is what the preprocessing runner calls on one video's `CaptionLine`s
+`clean_captions(lines)` is what `vidlang preprocess`, training and `vidlang align` call on one video's `CaptionLine`s
 (from `vidlang.datasets.read_howto100m_captions`). Steps, in order:
 
 1. `normalise_lines`: text gets newlines/whitespace collapsed, "[Music]"-style tags (any `[...]`) and "♪"

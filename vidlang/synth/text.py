@@ -1,7 +1,7 @@
 """Language side of the synthetic world: canonical step sentences, paraphrases, fillers, chatter, ASR lines.
 
 Everything here is a pure function of its arguments and a `numpy.random.Generator`, so the narration of a video
-is reproducible from (seed, video index) alone. Nothing renders pixels here (see synth_render.py).
+is reproducible from (seed, video index) alone. Nothing renders pixels here (see render.py).
 
 Why so much vocabulary: a small fixed pool of irrelevant lines is memorised by a text encoder within seconds
 (shared/FINDINGS.md, first calibration), so chatter is drawn from a compositional space of tens of thousands of

@@ -11,7 +11,7 @@ hyper-parameters are those `vidlang eval alignment` chose on the synthetic corpu
 without ground truth has nothing to tune them on). Lines whose alignability (`--drop-score max_sim`, default: the
 line's best similarity in its video; `aligner`: the peak z-score, OT: mass kept out of the bucket) is in the lowest
 `--drop-frac` fraction over the whole file are dropped as unalignable. Captions are cleaned first
-(preprocessing.captions.clean_captions, as `vidlang preprocess` does). Output lines
+(vidlang.datasets.narration.clean_captions, as `vidlang preprocess` does). Output lines
 are sorted by start time; the file feeds training directly.
 Videos of the caption file without features are left out and counted in the summary.
 """
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidlang.datasets import read_howto100m_captions
     from vidlang.eval.cli import EvalConfig, load_embedder_for
 
-    from preprocessing.captions import clean_captions
+    from vidlang.datasets.narration import clean_captions
 
     # The same cleaning as `vidlang preprocess --captions` (rolling-ASR dedup), so the output can feed training.
     captions = {vid: clean_captions(lines) for vid, lines in read_howto100m_captions(args.captions).items()}

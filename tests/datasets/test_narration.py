@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from preprocessing.captions import (clean_captions, dedup_rolling_asr, merge_into_sentences, normalise_lines,
+from vidlang.datasets.narration import (clean_captions, dedup_rolling_asr, merge_into_sentences, normalise_lines,
                                     normalise_text)
 from vidlang.datasets.howto100m import CaptionLine as L
 

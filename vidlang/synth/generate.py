@@ -38,8 +38,8 @@ from typing import ClassVar
 import numpy as np
 
 from vidlang.config import from_dict, read_yaml, to_dict
-from vidlang.data import synth_text as T
-from vidlang.data.synth_render import render_job
+from vidlang.synth import text as T
+from vidlang.synth.render import render_job
 from vidlang.errors import ConfigError
 from vidlang.io import atomic_write_json, atomic_write_text
 
