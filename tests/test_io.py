@@ -58,3 +58,52 @@ def test_concurrent_appends_do_not_interleave(tmp_path):
         pr.join()
     ids = sorted(r["id"] for r in read_jsonl(p))
     assert ids == sorted(list(range(0, 50)) + list(range(100, 150)) + list(range(200, 250)))
+
+
+def test_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        atomic_save_npy(tmp_path / "a.npy", np.zeros(3, np.float32))
+        os.umask(0o077)
+        atomic_write_json(tmp_path / "private.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.npy").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
+def _hold_lock(folder, ready, release):
+    from vidlang.io import RunLock
+
+    with RunLock(folder, "test holder"):
+        ready.set()
+        release.wait(20)
+
+
+def test_run_lock_names_the_holder_and_stale_locks_are_taken_over(tmp_path):
+    import os
+    import signal
+
+    from vidlang.errors import LockedError
+    from vidlang.io import RunLock
+
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold_lock, args=(tmp_path, ready, release))
+    p.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(LockedError, match=rf"in use by test holder \(pid {p.pid} on "):
+            RunLock(tmp_path, "second").acquire()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)  # dies holding the lock: the kernel releases it
+        p.join()
+    lock = RunLock(tmp_path, "third").acquire()
+    assert lock.took_over is not None and lock.took_over["pid"] == p.pid
+    lock.release()
+    with RunLock(tmp_path, "fourth") as again:  # a clean release leaves nothing to take over
+        assert again.took_over is None

@@ -25,3 +25,7 @@ class FormatError(VidlangError):
 
 class DecodeError(VidlangError):
     """A video file cannot be decoded (missing, empty, truncated, not a video)."""
+
+
+class LockedError(VidlangError):
+    """A run folder is held by another live process (vidlang.io.RunLock)."""

@@ -1,23 +1,46 @@
-"""Atomic file writes and crash-tolerant JSONL.
+"""Atomic file writes, crash-tolerant JSONL, and run-folder locks.
 
 Every output vidlang writes goes to a temporary name in the same directory and is renamed into place, so a
-killed process leaves either the old file or the new one, never half of one. JSONL manifests are appended one
-line per `write` under an exclusive lock; a reader skips a torn final line (a SIGKILL mid-append).
+killed process leaves either the old file or the new one, never half of one. Files get the permissions a plain
+`open()` would give (0666 minus the umask), not the 0600 of `tempfile.mkstemp`: a corpus or checkpoint written
+on a shared machine stays readable by the group when the umask says so. JSONL manifests are appended one line per
+`write` under an exclusive lock; a reader skips a torn final line (a SIGKILL mid-append). `RunLock` keeps two
+processes from writing one run folder at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import io
 import json
 import os
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (/proc/self/status, kernel >= 4.7)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # os.umask can only be read by setting it; restore at once
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -28,7 +51,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600; a renamed file keeps its mode
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
@@ -116,3 +142,65 @@ def write_jsonl(path: str | Path, records: list[dict]) -> Path:
     for r in records:
         buf.write(json.dumps(r) + "\n")
     return atomic_write_text(path, buf.getvalue())
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held for the life of a run: `with RunLock(out, "training"): ...`.
+
+    The lock is `fcntl.flock` on `FOLDER/<name>` (default `.vidlang.lock`), so the kernel releases it when the
+    holder dies, even by SIGKILL: a stale lock is simply taken over by the next run. While held, the file records
+    the holder (pid, host, what, since) so that a second run can say who has the folder. The file is never
+    deleted (deleting a lock file others may have opened breaks the lock); its content is cleared on release.
+    """
+
+    def __init__(self, folder: str | Path, what: str, name: str = ".vidlang.lock"):
+        self.folder, self.what = Path(folder), what
+        self.path = self.folder / name
+        self._fd: int | None = None
+        self.took_over: dict | None = None  # the dead holder's record when a stale lock was taken over
+
+    def holder(self) -> dict | None:
+        try:
+            text = self.path.read_text(encoding="utf-8").strip()
+            return json.loads(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def acquire(self) -> "RunLock":
+        from vidlang.errors import LockedError
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            h = self.holder() or {}
+            who = (f"{h.get('what', 'another run')} (pid {h.get('pid', '?')} on {h.get('host', '?')}, since "
+                   f"{h.get('since', '?')})")
+            raise LockedError(f"{self.folder} is in use by {who}; wait for it to finish or use another folder") \
+                from None
+        self.took_over = self.holder()  # content left behind means its holder died without releasing
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
+                  "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
