@@ -1789,6 +1789,244 @@ def write_annotations(out, longs, clips):
         opts = dis[:ans] + [c["caption"]] + dis[ans:]
         w.writerow([i, f"msr{c['num']}"] + opts + [ans])
     write_atomic(os.path.join(A, "MSR_MC_test.csv"), buf.getvalue())
+    # 7. MSRVTT-QA (open-ended QA on the clips) and 8. Howto-Interlink7M (clip captions of the long videos)
+    write_json(os.path.join(A, "msrvtt_qa_test.json"), msrvtt_qa(clips))
+    write_atomic(os.path.join(A, "howto_interlink7m.tsv"), interlink_tsv(longs))
+
+
+# ----------------------------------------------------------------------------
+# MSRVTT-QA and Howto-Interlink7M
+# ----------------------------------------------------------------------------
+# Both draw from their own streams, np.random.default_rng([plan seed, tag]): the other outputs do not depend on
+# them, and they change with --seed.
+QA_STREAM, INTERLINK_STREAM = 0x5141, 0x494C
+
+# The tool that each verb's render pattern (StepScene.p_<verb>) draws; verbs done with a bare hand that is hard
+# to tell from the object (add, place, attach, ...) are left out.
+VERB_TOOL = {"cut": "knife", "slice": "knife", "spread": "knife", "stir": "spoon", "mix": "spoon", "scoop": "spoon",
+             "whisk": "whisk", "flip": "spatula", "mash": "masher", "measure": "ruler", "drill": "drill",
+             "tighten": "screwdriver", "loosen": "screwdriver", "paint": "brush", "draw": "pen", "prune": "scissors",
+             "dig": "shovel", "water": "can", "wipe": "cloth", "pump": "pump", "knead": "hands", "squeeze": "hands",
+             "fold": "hands", "press": "hand"}
+# tighten/loosen rotate the object by -540 / +540 degrees (PIL: positive = anticlockwise).
+VERB_TURN = {"tighten": "clockwise", "loosen": "counterclockwise"}
+SURFACE_NOUN = {"wood": "table", "white": "counter", "mat": "mat", "bench": "workbench", "tiles": "counter",
+                "dark": "table"}
+QA_SUBJ = ["the person", "a person", "someone", "the person"]
+
+
+def qa_facts(steps, surface):
+    """Every question this clip can answer unambiguously: (weight, question templates, one-word answer). A weight
+    below 1 is the probability that the question is asked at all (who / how many / when would otherwise make up
+    a third of the questions, nearly all answerable from the question's words alone).
+
+    The Xu et al. (2017) questions were generated from the MSR-VTT captions, so they ask about the caption's
+    action, objects and scene; here they ask about what the clip renders: its steps, the tool each verb draws,
+    the surface, the number and order of the steps. A question is only asked when one answer fits, e.g. "what is
+    the person cutting?" only when one step of the clip is a cut."""
+    steps = [tuple(s) for s in steps]
+    verbs = [s[0] for s in steps]
+    objs = [s[1] for s in steps]
+    F = []
+    two = len(steps) == 2
+    for k, (v, o, prep, o2) in enumerate(steps):
+        base, third, ing, past, pp = VERBS[v]["forms"][0]
+        tgt = f" {prep} the {o2}" if o2 else ""
+        if verbs.count(v) == 1:
+            F.append((3.0, [f"what is {{S}} {ing}{tgt}?", f"what does {{S}} {base}{tgt}?"], o))
+            if o2:
+                F.append((2.0, [f"what does {{S}} {base} the {o} {prep}?", f"what is {{S}} {ing} the {o} {prep}?"], o2))
+        t = [f"what does {{S}} do to the {o}?", f"what is {{S}} doing with the {o}?"] if objs.count(o) == 1 else []
+        if not two:
+            t += ["what is {S} doing?", "what is {S} doing?"]
+        else:
+            ov, oo = steps[1 - k][0], steps[1 - k][1]
+            oing = VERBS[ov]["forms"][0][2]
+            t += (["what does {S} do first?", f"what does {{S}} do before {oing} the {oo}?"] if k == 0 else
+                  ["what does {S} do last?", f"what does {{S}} do after {oing} the {oo}?"])
+        F.append((3.0, t, v))
+        if v in VERB_TOOL:
+            tool = VERB_TOOL[v]
+            t = [f"what does {{S}} use to {base} the {o}?", f"what is {{S}} {ing} the {o} with?"]
+            if not tool.startswith("hand") and [VERB_TOOL.get(x) for x in verbs].count(tool) == len(verbs):
+                t += ["what tool does {S} use?", "what tool is {S} holding?"]  # the video, not the verb, tells
+            F.append((2.0, t, tool))
+        if v in VERB_TURN:
+            F.append((2.0, [f"how does {{S}} turn the {o}?", f"how is the {o} turned?"], VERB_TURN[v]))
+        if two:
+            F.append((0.7, [f"when does {{S}} {base} the {o}?"], "beginning" if k == 0 else "end"))
+    v, o, prep, o2 = steps[0]
+    base, third, ing, past, pp = VERBS[v]["forms"][0]
+    tgt = f" {prep} the {o2}" if o2 else ""
+    F.append((0.8, [f"who is {ing} the {o}{tgt}?", f"who {third} the {o}{tgt}?"], "person"))
+    plain = [s for s in steps if s[3] is None]
+    t = ["where is {S} working?"]
+    if plain:
+        pv, po = plain[0][0], plain[0][1]
+        t += [f"where is {{S}} {VERBS[pv]['forms'][0][2]} the {po}?", f"where is the {po}?"]
+    F.append((1.2, t, SURFACE_NOUN[surface]))
+    F.append((0.35, ["how many steps does {S} do?", "how many steps are shown?"], "two" if two else "one"))
+    return F
+
+
+def msrvtt_qa(clips):
+    """MSRVTT-QA release format: [{"question", "answer", "video_id": N of video<N>, "id"}], grouped by clip."""
+    out = []
+    for c in clips:
+        rng = np.random.default_rng([c["seed"], QA_STREAM])
+        F = [f for f in qa_facts(c["steps"], c["surface"]) if f[0] >= 1 or rng.random() < f[0]]
+        w = np.array([f[0] for f in F])
+        k = min(len(F), int(rng.integers(4, 9)))
+        seen = set()
+        for i in rng.choice(len(F), size=k, replace=False, p=w / w.sum()):
+            _, tmpls, ans = F[int(i)]
+            q = pick(rng, tmpls).replace("{S}", pick(rng, QA_SUBJ))
+            if q in seen:
+                continue
+            seen.add(q)
+            out.append({"question": q, "answer": ans, "video_id": c["num"], "id": len(out)})
+    return out
+
+
+# What each verb's render pattern shows, as a captioning model would put it ({O}: the object, {O2}: the target).
+VISUAL = {
+    "crack": ["cracks {O} against the table; it splits in two and yellow yolk drips out"],
+    "pour": ["tilts {O} over {O2} and pours it in, and {O2} slowly fills up",
+             "pours {O} into {O2} in a thin stream until {O2} is filled"],
+    "add": ["adds {O}, lowering it in from above by hand", "drops {O} in from above, scattering a few crumbs"],
+    "whisk": ["whisks {O} quickly with a metal whisk", "beats {O} with a whisk in fast small circles"],
+    "heat": ["heats {O}; it turns reddish as steam rises and small flames flicker underneath"],
+    "fry": ["fries {O}; it sizzles and turns golden red, with steam, bubbles and flames around it"],
+    "flip": ["flips {O} over with a spatula, tossing it up so it lands upside down"],
+    "cut": ["cuts {O} with a knife, chopping it into separate pieces", "chops {O} into pieces with a kitchen knife"],
+    "stir": ["stirs {O} in slow circles with a wooden spoon"],
+    "scoop": ["scoops {O} out with a spoon, piling it up beside the rest", "spoons out {O} bit by bit"],
+    "squeeze": ["squeezes {O} between both hands and juice drips out"],
+    "mash": ["mashes {O} flat with a masher"],
+    "dip": ["dips {O} into a dish of yellow liquid again and again"],
+    "slice": ["slices {O} into thin strips with a knife"],
+    "spread": ["spreads {O} out flat with a knife"],
+    "mix": ["mixes {O} with a wooden spoon"],
+    "knead": ["kneads {O} with both hands, pressing it down and turning it"],
+    "fold": ["folds {O} in half and then in half again with both hands"],
+    "measure": ["lays a yellow ruler along {O} and marks it with a pen"],
+    "drill": ["drills {O} with a power drill; the dark hole widens as dust flies"],
+    "insert": ["slides {O} in from the side and turns it into place"],
+    "tighten": ["tightens {O} with a red screwdriver, turning it clockwise"],
+    "attach": ["brings {O} in from the side and presses it into place by hand"],
+    "loosen": ["loosens {O} with a red screwdriver, turning it counterclockwise"],
+    "remove": ["removes {O}, sliding it away out of view", "takes {O} away by hand until it is out of view"],
+    "place": ["places {O} down, sliding it in by hand"],
+    "pump": ["pumps up {O} with a hand pump, and it inflates"],
+    "patch": ["presses a small patch onto {O}"],
+    "dig": ["digs {O} with a shovel, throwing soil to the side"],
+    "press": ["presses {O} down firmly with one hand"],
+    "water": ["waters {O} with a watering can, and drops fall onto it"],
+    "prune": ["trims {O} with scissors, snipping around its edges"],
+    "sand": ["sands {O} with a sanding block as pale dust falls"],
+    "wipe": ["wipes {O} clean with a cloth, removing the dark specks"],
+    "paint": ["paints {O} with a brush from top to bottom"],
+    "glue": ["squeezes glue onto {O2} and presses {O} onto it"],
+    "draw": ["draws over {O} with a blue pen, the ink line growing"],
+    "spray": ["sprays {O} out in a fine cone of specks that settle on the table"],
+}
+assert set(VISUAL) == set(VERBS)
+
+
+def _np(o):
+    return f"the {o}" if OBJECTS[o][6] else f"some {o}"
+
+
+def _join(items):
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def describe_segment(rng, p, seg, speaking):
+    """One clean sentence about what a (part of a) segment shows."""
+    surf = SURFACES[p["surface"]]
+    if seg["kind"] == "talk":
+        if speaking:
+            return pick(rng, ["A person stands in front of a wall and talks to the camera.",
+                              "A person faces the camera and speaks, standing in front of a wall.",
+                              "The host talks to the camera in front of a wall."])
+        return pick(rng, ["A person stands in front of a wall and looks at the camera without speaking.",
+                          "The host stands silently in front of a wall, facing the camera."])
+    if seg["kind"] == "table":
+        pr = [_np(o) for o in seg["props"]]
+        if not pr:
+            return pick(rng, [f"The {surf} is empty.", f"The camera shows an empty {surf}."])
+        return pick(rng, [f"The {surf} is empty except for {_join(pr)}.",
+                          f"Only {_join(pr)} {'is' if len(pr) == 1 else 'are'} left on the {surf}."])
+    if seg["kind"] == "overview":
+        objs = [_np(o) for o in WORLD_BY_ID[p["task"]]["objects"]]
+        return pick(rng, [f"Everything needed is laid out on the {surf}: {_join(objs)}.",
+                          f"The items for the task are arranged in a grid on the {surf}: {_join(objs)}."])
+    v, o, prep, o2 = seg["step"]
+    act = pick(rng, VISUAL[v]).format(O=_np(o), O2=f"the {o2}" if o2 else "")
+    s = pick(rng, [f"On the {surf}, a person {act}.", f"A person {act}.", f"Someone {act}.",
+                   f"At a {surf}, someone {act}."])
+    if seg["props"]:
+        s += f" {_np(seg['props'][0]).capitalize()} sits at the side."
+    return s
+
+
+def interlink_clips(p, rng):
+    """Split a long video into 5-9 consecutive clips at whole seconds, cut where possible at the segment
+    boundaries (the scene changes a shot detector would find), and caption each clip."""
+    D = int(math.floor(p["duration"]))
+    n = int(rng.integers(5, 10))
+    L = D / n
+    bounds = [s["t0"] for s in p["segments"][1:]]
+    cuts = []
+    for i in range(1, n):
+        b = i * L
+        near = [x for x in bounds if abs(x - b) < 0.3 * L]
+        cuts.append(min(near, key=lambda x: abs(x - b)) if near else b + float(rng.uniform(-0.2, 0.2)) * L)
+    edges = [0] + [int(round(x)) for x in cuts] + [D]
+    if any(b - a < 2 for a, b in zip(edges, edges[1:])):
+        edges = [int(round(i * L)) for i in range(n)] + [D]
+    ls = p["lines"]
+    out = []
+    for k, (a, b) in enumerate(zip(edges, edges[1:])):
+        sents, prev = [], None
+        ov = [min(b, seg["t1"]) - max(a, seg["t0"]) for seg in p["segments"]]
+        need = min(1.5, 0.5 * (b - a), max(ov))  # a clip split over many short segments still gets one sentence
+        for seg, o in zip(p["segments"], ov):
+            if o < need:
+                continue
+            lo, hi = max(a, seg["t0"]), min(b, seg["t1"])
+            # one background stretch split in two parts shows the same thing (props are drawn on the table only)
+            key = (seg["kind"], tuple(seg.get("step") or ()), tuple(seg["props"]) if seg["kind"] == "table" else ())
+            if key == prev:
+                continue
+            prev = key
+            # the talking head's mouth moves only while a narration line is on (BgScene.draw)
+            speaking = any(l["start"] < hi and l["end"] > lo for l in ls)
+            s = describe_segment(rng, p, seg, speaking)
+            if sents:
+                cut = any(abs(sh["t"] - lo) < 0.25 for sh in p["shots"])
+                conn = pick(rng, ["After a cut, ", "The shot cuts and "] if cut else ["Then ", "Next, ", "After that, "])
+                s = conn + s[0].lower() + s[1:]
+            sents.append(s)
+        cap = " ".join(sents)
+        assert cap and "\t" not in cap and "\n" not in cap
+        out.append({"clip_id": str(k), "clip": f"{_hms(a)} - {_hms(b)}", "caption": cap})
+    return out
+
+
+def _hms(t):
+    return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}"
+
+
+def interlink_tsv(longs):
+    """Howto-Interlink7M layout: a header, then `video<TAB>clips` with clips as one JSON list per line. The JSON
+    is written as is, not CSV-quoted (it holds no tab or newline), so both a plain split on the tab and a CSV/TSV
+    reader get it back."""
+    rows = ["video\tclips\n"]
+    for p in longs:
+        rng = np.random.default_rng([p["seed"], INTERLINK_STREAM])
+        rows.append(f"videos/{p['vid']}.mp4\t{json.dumps(interlink_clips(p, rng), ensure_ascii=False)}\n")
+    return "".join(rows)
 
 
 # ----------------------------------------------------------------------------
