@@ -86,7 +86,7 @@ def test_optional_parts_of_the_layout_become_null(tmp_path):
     for name in ("howto100m_captions.json", "youcookii_annotations_trainval.json", "MSRVTT_JSFUSION_test.csv",
                  "COIN.json"):
         (root / "annotations" / name).write_text("{}")
-    corpus = P.Corpus(root, tmp_path / "f", tmp_path / "m", tmp_path / "splits.json", None)
+    corpus = P.CorpusPaths(root, tmp_path / "f", tmp_path / "m", tmp_path / "splits.json", None)
     sets = dict(ov.split("=", 1) for ov in corpus.eval_overrides())
     assert sets["data.coin"].endswith("COIN.json") and sets["data.youcookii"].endswith(".json")
     # MSR-VTT CSV without its clips folder, absent files and no alignment truth: skipped, not a crash later

@@ -54,10 +54,10 @@ def bench_step_ratio(batch_videos: int = 16, clips: int = 8, repeats: int = 10, 
     from vidlang.train.optim import build_optimizer
 
     cfg = load_config(TrainConfig, config, [f"data.clips_per_video={clips}", f"data.batch_videos={batch_videos}",
-                                            f"video.input_dim={feature_dim}", *(overrides or [])])
+                                            f"model.video.input_dim={feature_dim}", *(overrides or [])])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = DualEncoder(cfg).train()
+    model = DualEncoder.build(cfg).train()
     n = batch_videos * clips
     lengths = rng.integers(max(1, seconds // 2), seconds + 1, size=n)
     video = torch.randn(n, seconds, feature_dim)
@@ -72,7 +72,7 @@ def bench_step_ratio(batch_videos: int = 16, clips: int = 8, repeats: int = 10, 
 
     def step(name: str) -> float:
         t = time.perf_counter()
-        losses = OBJECTIVES[name](model, batch, gather, cfg)
+        losses = OBJECTIVES.get(name)(model, batch, gather, cfg.loss)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()

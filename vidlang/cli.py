@@ -1,7 +1,9 @@
 """`vidlang <subcommand>`: one entry point; every subcommand is a `main(argv) -> int` callable in-process.
 
-Errors caused by input (VidlangError, missing files) print one line `vidlang <cmd>: error: ...` and exit 2;
-`vidlang --debug <cmd> ...` shows the traceback instead.
+Errors caused by input (VidlangError, and OSErrors such as a missing file, a directory where a file was expected
+or a read-only filesystem) print one line `vidlang <cmd>: error: ...` and exit 2; `vidlang --debug <cmd> ...`
+shows the traceback instead. Ctrl-C exits with 130 (the convention for SIGINT) after the command saved what it
+safely could.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("vidlang.synth.generate", "render the synthetic noisy long-video corpus"),
     "preprocess": ("preprocessing.cli", "decode videos, extract features, clean narration"),
-    "train": ("vidlang.train.cli", "train a dual encoder (infonce / norton)"),
+    "train": ("vidlang.train.cli", "train a registered model with a registered objective"),
     "eval": ("vidlang.eval.cli", "evaluate a checkpoint on temporal tasks"),
     "align": ("vidlang.data.realign", "realign narration with a trained model"),
     "report": ("vidlang.eval.report", "side-by-side table and figures of result files"),
@@ -52,11 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     entry = getattr(module, "show_config_main" if name == "show-config" else "main")
     try:
         rc = entry(rest)
-    except (VidlangError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (VidlangError, OSError) as e:
         if debug:
             raise
         print(f"vidlang {name}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"vidlang {name}: interrupted", file=sys.stderr)
+        return 130
     return int(rc or 0)
 
 

@@ -1,9 +1,17 @@
 """Typed dataclass configs and a strict YAML loader.
 
 `load_config(Cls, path, overrides)` builds a (possibly nested) dataclass from YAML plus dotted `key=value`
-overrides. It rejects unknown keys (naming them and the closest known key), wrong types and values outside a
-`Literal`; a dataclass may add its own checks in `validate(self)` (called bottom-up after construction).
-Loading has no side effects: nothing is written. Every checkpoint stores `to_dict(cfg)`.
+overrides. It rejects unknown keys (naming them and the closest known key), duplicate keys in the YAML, wrong
+types and values outside a `Literal`; a dataclass may add its own checks in `validate(self)` (called bottom-up
+after construction). Loading has no side effects: nothing is written. Every checkpoint stores `to_dict(cfg)`.
+
+Sections whose class is picked by name (the model architecture, the training objective) derive from `Choice`:
+the YAML mapping holds the selector key and the chosen class's own keys, e.g.
+`model: {arch: dual_encoder, embed_dim: 128, video: {...}}`; the loader looks the name up in the section's
+registry and builds that class strictly, so a key of another architecture is an error, not silently ignored.
+
+A config path that does not exist is looked up among the configs packaged with vidlang
+(`packaged_config`), so `--config norton/demo_cpu.yaml` works from an installed wheel as well as a checkout.
 """
 
 from __future__ import annotations
@@ -13,13 +21,30 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
 from vidlang.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class Choice:
+    """Base of a config section whose concrete dataclass is chosen by name (see the module docstring).
+
+    A direct subclass is the section type used in annotations (e.g. `ModelSection`): it sets `__selector__` (the
+    key holding the name), `__default__` (the name used when the key is absent) and implements `config_class(name)`
+    (a registry lookup raising ConfigError for unknown names). Registered classes derive from it as dataclasses
+    whose selector field defaults to their own name.
+    """
+
+    __selector__: ClassVar[str]
+    __default__: ClassVar[str]
+
+    @classmethod
+    def config_class(cls, name: str) -> type:
+        raise NotImplementedError
 
 
 def _type_name(tp: Any) -> str:
@@ -49,6 +74,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} does not match {_type_name(tp)}")
+    if isinstance(tp, type) and issubclass(tp, Choice):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+        name = value.get(tp.__selector__, tp.__default__)
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}.{tp.__selector__}: expected a name, got {name!r}")
+        try:
+            cls = tp.config_class(name)
+        except ConfigError as e:
+            raise ConfigError(f"{key}.{tp.__selector__}: {e}") from None
+        obj = _build(cls, {**value, tp.__selector__: name}, prefix=key + ".")
+        if getattr(obj, tp.__selector__) != name:
+            raise ConfigError(f"{key}.{tp.__selector__}: {name!r} builds {cls.__name__}, whose name is "
+                              f"{getattr(obj, tp.__selector__)!r}")
+        return obj
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -166,12 +208,63 @@ def _merge(base: dict, upd: dict) -> dict:
     return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last one silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def packaged_config(name: str | Path) -> Path | None:
+    """A config shipped inside the package (`configs/` of the source tree, `vidlang/configs` in a wheel)."""
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    root = Path(__file__).resolve().parent / "configs"
+    for cand in (rel, rel.with_suffix(".yaml")):
+        if (root / cand).is_file():
+            return root / cand
+    return None
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` if it exists, else the packaged config of that name; ConfigError when neither is a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a YAML config file")
+    if p.exists():
+        return p
+    found = packaged_config(p)
+    if found is None:
+        raise ConfigError(f"{p}: config file not found (neither a path nor a config packaged with vidlang)")
+    return found
+
+
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+    path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader) or {}
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -179,10 +272,32 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def _switch_choices(cls: type, base: dict, upd: dict) -> dict:
+    """`base` without the sections whose Choice name `upd` changes: `loss.objective=infonce` on a Norton YAML
+    selects InfoNCE with its own defaults instead of failing on Norton's keys (recursive over nested sections)."""
+    if not dataclasses.is_dataclass(cls):
+        return base
+    out = dict(base)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, old, new = hints.get(f.name), base.get(f.name), upd.get(f.name)
+        if not (isinstance(old, dict) and isinstance(new, dict)):
+            continue
+        if isinstance(tp, type) and issubclass(tp, Choice):
+            sel = tp.__selector__
+            if sel in new and new[sel] != old.get(sel, tp.__default__):
+                out[f.name] = {}
+        elif dataclasses.is_dataclass(tp):
+            out[f.name] = _switch_choices(tp, old, new)
+    return out
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Load `cls` from an optional YAML file and dotted overrides; strict, no side effects."""
+    """Load `cls` from an optional YAML file and dotted overrides; strict, no side effects. An override that
+    switches a Choice section to another name (e.g. `loss.objective=infonce`) replaces that section of the file."""
     data = read_yaml(path) if path is not None else {}
-    data = _merge(data, parse_overrides(overrides))
+    upd = parse_overrides(overrides)
+    data = _merge(_switch_choices(cls, data, upd), upd)
     try:
         return from_dict(cls, data)
     except ConfigError as e:

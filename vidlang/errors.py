@@ -29,3 +29,7 @@ class DecodeError(VidlangError):
 
 class LockedError(VidlangError):
     """A run folder is held by another live process (vidlang.io.RunLock)."""
+
+
+class NonFiniteError(VidlangError, ValueError):
+    """A loss, its input or a transport plan holds NaN/inf (training stops before the update reaches the weights)."""

@@ -137,6 +137,31 @@ def _is_torn_prefix(line: str) -> bool:
     return line.lstrip().startswith("{") and not line.rstrip().endswith("}")
 
 
+def swap_into_place(tmp: Path, dest: Path) -> None:
+    """Rename a finished temporary directory to `dest`, replacing an existing one (the old copy is moved aside
+    first and removed last, so a crash in between leaves `.<dest>.old`, which `recover_dir` finds)."""
+    import shutil
+
+    old = dest.parent / f".{dest.name}.old"
+    if old.exists() and not dest.exists():  # an earlier swap died between its renames: `old` is the good copy
+        os.replace(old, dest)
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_dir(dest: Path) -> Path | None:
+    """`dest`, or the `.old` copy left by a crash between the two renames of `swap_into_place`."""
+    if dest.exists():
+        return dest
+    old = dest.parent / f".{dest.name}.old"
+    return old if old.exists() else None
+
+
 def write_jsonl(path: str | Path, records: list[dict]) -> Path:
     buf = io.StringIO()
     for r in records:

@@ -18,8 +18,8 @@ from vidlang.config import parse_overrides
 from vidlang.errors import VidlangError
 from vidlang.io import atomic_write_json
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+# The configs shipped with vidlang (configs/ of the source tree; vidlang/configs inside an installed wheel).
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def run_cli(argv: list[str]) -> None:
@@ -42,7 +42,7 @@ HTM_ALIGN = "htm_align.json"  # DIR/annotations/: HTM-Align ground truth of the 
 
 
 @dataclass
-class Corpus:
+class CorpusPaths:
     root: Path  # public layout: videos/, msrvtt/videos/, annotations/ (ANNOTATIONS, CAPTIONS, HTM_ALIGN)
     features: Path  # long-video feature store (with cleaned narration in text/)
     msrvtt_features: Path  # feature store of the MSR-VTT-style clips
@@ -75,7 +75,7 @@ class Corpus:
         return out
 
 
-def _preprocess(corpus: Corpus, workers: int) -> None:
+def _preprocess(corpus: CorpusPaths, workers: int) -> None:
     common = ["--fps", "1", "--workers", workers, "--no-progress"]
     run_cli(["preprocess", "--videos", corpus.root / "videos", "--out", corpus.features,
              "--captions", corpus.annotations / CAPTIONS, *common])
@@ -83,11 +83,11 @@ def _preprocess(corpus: Corpus, workers: int) -> None:
         run_cli(["preprocess", "--videos", corpus.msrvtt_videos, "--out", corpus.msrvtt_features, *common])
 
 
-def prepare_corpus(out: Path, synth_args: list[str], workers: int = 2, log=print) -> Corpus:
+def prepare_corpus(out: Path, synth_args: list[str], workers: int = 2, log=print) -> CorpusPaths:
     """synth -> preprocess (thumbnail features at 1/s + cleaned narration) for the long videos and MSR-VTT clips."""
     out = Path(out)
     root = out / "corpus"
-    corpus = Corpus(root, out / "features", out / "msrvtt_features", root / "splits.json", root / "ground_truth.json")
+    corpus = CorpusPaths(root, out / "features", out / "msrvtt_features", root / "splits.json", root / "ground_truth.json")
     t0 = time.perf_counter()
     if not corpus.ground_truth.exists():
         run_cli(["synth", corpus.root, *synth_args, "--workers", workers, "--no-progress"])
@@ -105,7 +105,7 @@ def splits_from_youcookii(path: Path) -> dict[str, list[str]]:
             for name, subset in (("train", "training"), ("val", "validation"))}
 
 
-def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) -> Corpus:
+def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) -> CorpusPaths:
     """A corpus vidlang did not generate, in the public layout -> features + splits under `out`.
 
     Needs DIR/videos/ and DIR/annotations/{howto100m_captions.json, youcookii_annotations_trainval.json}; the
@@ -118,7 +118,7 @@ def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) ->
     if missing:
         raise VidlangError(f"{root} is not a corpus in the public layout: missing {', '.join(missing)}")
     htm = ann / HTM_ALIGN
-    corpus = Corpus(root, out / "features", out / "msrvtt_features", out / "splits.json",
+    corpus = CorpusPaths(root, out / "features", out / "msrvtt_features", out / "splits.json",
                     htm if htm.exists() else None)
     t0 = time.perf_counter()
     splits = splits_from_youcookii(ann / ANNOTATIONS["youcookii"])
@@ -132,7 +132,7 @@ def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) ->
     return corpus
 
 
-def train_stage(config: str, out: Path, corpus: Corpus, overrides: list[str] = (), init_from: Path | None = None) -> Path:
+def train_stage(config: str, out: Path, corpus: CorpusPaths, overrides: list[str] = (), init_from: Path | None = None) -> Path:
     """Train (or resume, or skip when finished) one run; returns its best checkpoint directory."""
     out = Path(out)
     if (out / "summary.json").exists() and (out / "best").is_dir():
@@ -144,7 +144,7 @@ def train_stage(config: str, out: Path, corpus: Corpus, overrides: list[str] = (
     return out / "best"
 
 
-def untrained_checkpoint(config: str, out: Path, corpus: Corpus, seed: int = 0) -> Path:
+def untrained_checkpoint(config: str, out: Path, corpus: CorpusPaths, seed: int = 0) -> Path:
     """The model a run would start from (packaged MiniLM text tower, random video tower and heads), saved as a checkpoint."""
     out = Path(out)
     if (out / "model.safetensors").exists():
@@ -153,31 +153,31 @@ def untrained_checkpoint(config: str, out: Path, corpus: Corpus, seed: int = 0) 
 
     from vidlang.config import load_config
     from vidlang.data.store import FeatureStore
-    from vidlang.models.dual import DualEncoder
-    from vidlang.train.checkpoint import save_checkpoint
+    from vidlang.models import model_class, save_checkpoint
     from vidlang.train.config import TrainConfig
 
     cfg = load_config(TrainConfig, CONFIGS / "norton" / config, corpus.train_overrides())
     store = FeatureStore(corpus.features)
-    cfg.video.input_dim = store.dim
+    arch = model_class(cfg.model.arch)
+    arch.resolve_config(cfg, store.dim, store.fps)
     torch.manual_seed(seed)
-    model = DualEncoder(cfg)
+    model = arch.build(cfg)
     save_checkpoint(out, model, cfg, {"step": 0, "epoch": 0, "metrics": {}, "objective": "untrained",
                                       "fps": store.fps, "clip_len": int(cfg.data.max_clip_len * store.fps)})
     return out
 
 
-def eval_stage(checkpoint: Path | str, out_json: Path, corpus: Corpus, overrides: list[str] = ()) -> dict:
+def eval_stage(checkpoint: Path | str, out_json: Path, corpus: CorpusPaths, overrides: list[str] = ()) -> dict:
     """`vidlang eval all` on every task of the synthetic corpus (or the `tasks=[...]` of `overrides`); cached in
     out_json, which is reused only if it was run on at least the requested tasks (the study evaluates two tasks
     per run and may share a corpus folder with the demo, which needs all of them)."""
     out_json = Path(out_json)
     stale = False
     if out_json.exists():
-        from vidlang.eval.cli import ALL_TASKS
+        from vidlang.eval.registry import task_names
 
         # parsed the way `vidlang eval --set` parses them (YAML values), so the comparison sees the same list
-        wanted = parse_overrides(list(overrides)).get("tasks", list(ALL_TASKS))
+        wanted = parse_overrides(list(overrides)).get("tasks", task_names())
         done = json.loads(out_json.read_text()).get("config", {}).get("tasks", [])
         stale = not set(wanted) <= set(done)  # rerun; the eval writes its JSON atomically over the old one
     if stale or not out_json.exists():
@@ -189,7 +189,7 @@ def eval_stage(checkpoint: Path | str, out_json: Path, corpus: Corpus, overrides
     return json.loads(out_json.read_text())
 
 
-def realign_stage(checkpoint: Path, corpus: Corpus, out_json: Path, drop_frac: float = 0.3) -> Path:
+def realign_stage(checkpoint: Path, corpus: CorpusPaths, out_json: Path, drop_frac: float = 0.3) -> Path:
     """`vidlang align` the corpus's narration with `checkpoint`, dropping the least alignable lines; the output
     (HowTo100M caption format) feeds training through `data.captions=...`. Cached in out_json."""
     out_json = Path(out_json)

@@ -206,7 +206,11 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
 
     from tests.eval.world import OracleEmbedder, build_world
     from vidlang.data.store import FeatureStore
-    from vidlang.eval.tasks import run_alignment
+    from vidlang.eval.config import AlignmentConfig
+    from vidlang.eval.tasks.alignment import run_alignment as run_task
+
+    def run_alignment(embedder, store, path, **settings):
+        return run_task(embedder, store, path, AlignmentConfig(**settings))
 
     world = build_world(tmp_path / "w")
     store = FeatureStore(world["store"])
@@ -220,7 +224,7 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
     assert syn["hyperparameters"]["source"].startswith("defaults")  # the world has no training videos
     assert "content_off" not in syn["hyperparameters"]  # content kept on
     # an uninformative model fails the label-free check: content off, every aligner returns the raw timestamps
-    from vidlang.eval.tasks import RandomEmbedder
+    from vidlang.eval.capabilities import RandomEmbedder
 
     rnd = run_alignment(RandomEmbedder(16), store, str(world["ground_truth"]), gate_z=0.0,
                         gate_min_auc=101.0)  # 36 lines: force

@@ -7,7 +7,13 @@ import pytest
 
 from tests.eval.world import VIDEOS, OracleEmbedder, build_world
 from vidlang.data.store import FeatureStore
-from vidlang.eval import tasks as T
+from vidlang.eval.capabilities import RandomEmbedder
+from vidlang.eval.config import AlignmentConfig
+from vidlang.eval.tasks.alignment import run_alignment
+from vidlang.eval.tasks.localization import run_crosstask
+from vidlang.eval.tasks.retrieval import run_clip_msrvtt, run_clip_youcookii, run_paragraph_youcookii
+from vidlang.eval.tasks.segmentation import run_segmentation_coin
+from vidlang.eval.tasks.videoqa import run_videoqa_msrvtt
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +27,12 @@ def store(world):
 
 
 def test_clip_retrieval_oracle_and_ties(world, store):
-    res = T.run_clip_youcookii(OracleEmbedder(), store, str(world["youcookii"]))
+    res = run_clip_youcookii(OracleEmbedder(), store, str(world["youcookii"]))
     # every step occurs in 3 of the 6 videos and the oracle cannot tell those clips apart: pessimistic ties
     # rank each query 3rd among its 3 identical clips at worst -> R@1 < 100, R@5 = 100
     assert res["metrics"]["t2v"]["R@5"] == 100.0 and res["metrics"]["t2v"]["R@1"] < 100.0
     assert res["counts"]["clips"] == 18 and res["baselines"]["chance"]["R@1"] == pytest.approx(100 / 18)
-    m = T.run_clip_msrvtt(OracleEmbedder(), store, str(world["msrvtt_jsfusion"]))["metrics"]
+    m = run_clip_msrvtt(OracleEmbedder(), store, str(world["msrvtt_jsfusion"]))["metrics"]
     assert m["t2v"]["R@1"] == 100.0 and m["v2t"]["MedR"] == 1.0
 
 
@@ -38,25 +44,25 @@ def test_max_clip_seconds_crops_windows(world, store):
             seen.extend(windows)
             return super().embed_windows(features, windows, fps)
 
-    T.run_clip_youcookii(Spy(), store, str(world["youcookii"]), max_clip_seconds=2.0)
+    run_clip_youcookii(Spy(), store, str(world["youcookii"]), max_clip_seconds=2.0)
     assert all(e - s <= 2.0 + 1e-9 for s, e in seen)
 
 
 def test_paragraph_oracle_perfect_random_not(world, store):
-    res = T.run_paragraph_youcookii(OracleEmbedder(), store, str(world["youcookii"]))
+    res = run_paragraph_youcookii(OracleEmbedder(), store, str(world["youcookii"]))
     for bg in ("bg_removed", "bg_kept"):
         for method in ("caption_avg", "dtw", "otam", "ot"):
             assert res["metrics"][bg][method]["R@1"] == 100.0, (bg, method)
-    rnd = T.run_paragraph_youcookii(T.RandomEmbedder(8), store, str(world["youcookii"]), methods=["dtw"])
+    rnd = run_paragraph_youcookii(RandomEmbedder(8), store, str(world["youcookii"]), methods=["dtw"])
     assert rnd["metrics"]["bg_removed"]["dtw"]["R@1"] < 100.0
 
 
 def test_videoqa(world, store):
-    assert T.run_videoqa_msrvtt(OracleEmbedder(), store, str(world["msrvtt_mc"]))["metrics"]["accuracy"] == 100.0
+    assert run_videoqa_msrvtt(OracleEmbedder(), store, str(world["msrvtt_mc"]))["metrics"]["accuracy"] == 100.0
 
 
 def test_segmentation_protocol(world, store):
-    res = T.run_segmentation_coin(OracleEmbedder(), store, str(world["coin"]), epochs=150)
+    res = run_segmentation_coin(OracleEmbedder(), store, str(world["coin"]), epochs=150)
     m, base = res["metrics"], res["baselines"]["all_background"]
     assert base["frame_accuracy"] == pytest.approx(100 * 40 / 76) and base["step_accuracy"] == 0.0
     assert m["zero_shot_calibrated"]["frame_accuracy"] == 100.0  # threshold fit on the training videos only
@@ -67,10 +73,11 @@ def test_segmentation_protocol(world, store):
 
 
 def test_crosstask_and_alignment(world, store):
-    ct = T.run_crosstask(OracleEmbedder(), store, str(world["crosstask"]))
+    ct = run_crosstask(OracleEmbedder(), store, str(world["crosstask"]))
     assert ct["metrics"]["recall"] == 100.0
     # 6 evaluated videos are too few for the default gate's jackknife bound: use a plain bar (AUC >= 60)
-    al = T.run_alignment(OracleEmbedder(), store, str(world["ground_truth"]), gate_z=0.0, gate_min_auc=60.0)
+    al = run_alignment(OracleEmbedder(), store, str(world["ground_truth"]),
+                       AlignmentConfig(gate_z=0.0, gate_min_auc=60.0))
     # one relevant line in three is narrated 7 s late: raw timestamps miss it, content + time recover it
     assert al["baselines"]["timestamps"]["recall"] == pytest.approx(200 / 3)
     assert al["metrics"]["recall_prior"] == 100.0 and al["metrics"]["recall_ot"] == 100.0
@@ -85,7 +92,7 @@ def test_malformed_ground_truth_is_one_clear_error(tmp_path, store):
     bad.write_text(json.dumps({"videos": {"v0": {"steps": [], "narration": [
         {"start": 0, "end": 1, "text": "x", "relevant": True, "step": 3}]}}}))
     with pytest.raises(FormatError, match=r"gt.json \[v0 narration\[0\]\]: relevant line with invalid step"):
-        T.run_alignment(OracleEmbedder(), store, str(bad))
+        run_alignment(OracleEmbedder(), store, str(bad), AlignmentConfig())
 
 
 def _yaml(world, tmp_path, **extra):
@@ -138,16 +145,16 @@ def test_align_and_plot_cli_with_real_checkpoint(world, tmp_path, tiny_text_mode
     """A real (untrained, tiny) DualEncoder checkpoint through `vidlang align`, `plot-alignment` and `eval`."""
     from vidlang.cli import main
     from vidlang.config import from_dict
-    from vidlang.models.dual import DualEncoder
-    from vidlang.train.checkpoint import save_checkpoint
+    from vidlang.models import DualEncoder, save_checkpoint
     from vidlang.train.config import TrainConfig
     from tests.eval.world import DIM
 
-    cfg = from_dict(TrainConfig, {"model": {"embed_dim": 16, "head": "linear"},
-                                  "text": {"model_path": str(tiny_text_model_dir), "max_length": 16},
-                                  "video": {"width": 16, "layers": 1, "heads": 2, "max_len": 8, "input_dim": DIM},
+    cfg = from_dict(TrainConfig, {"model": {"embed_dim": 16, "head": "linear",
+                                            "text": {"model_path": str(tiny_text_model_dir), "max_length": 16},
+                                            "video": {"width": 16, "layers": 1, "heads": 2, "max_len": 8,
+                                                      "input_dim": DIM}},
                                   "data": {"min_clip_len": 2, "max_clip_len": 8}})
-    ckpt = save_checkpoint(tmp_path / "ckpt", DualEncoder(cfg), cfg, {"clip_len": 8, "fps": 1.0, "step": 0})
+    ckpt = save_checkpoint(tmp_path / "ckpt", DualEncoder.build(cfg), cfg, {"clip_len": 8, "fps": 1.0, "step": 0})
     gt = json.loads(world["ground_truth"].read_text())
     caps = {vid: {"start": [l["start"] for l in v["narration"]], "end": [l["end"] for l in v["narration"]],
                   "text": [l["text"] for l in v["narration"]]} for vid, v in gt["videos"].items()}
@@ -186,7 +193,7 @@ def test_shipped_configs_load_strictly(name):
     from pathlib import Path
 
     from vidlang.config import load_config
-    from vidlang.eval.cli import EvalConfig
+    from vidlang.eval.config import EvalConfig
 
     path = Path(__file__).resolve().parents[2] / "configs" / "eval" / name
     assert path.read_text().startswith("# vidlang eval all --config configs/eval/")

@@ -16,14 +16,14 @@ from vidlang.train.config import TrainConfig
 
 def build(text_dir, text_policy="all", video_policy="all", head="linear", layers=2):
     cfg = from_dict(TrainConfig, {
-        "model": {"embed_dim": 24, "head": head},
-        "text": {"model_path": str(text_dir), "max_length": 16, "trainable": text_policy},
-        "video": {"input_dim": 12, "width": 32, "layers": layers, "heads": 2, "max_len": 10,
-                  "trainable": video_policy},
+        "model": {"embed_dim": 24, "head": head,
+                  "text": {"model_path": str(text_dir), "max_length": 16, "trainable": text_policy},
+                  "video": {"input_dim": 12, "width": 32, "layers": layers, "heads": 2, "max_len": 10,
+                            "trainable": video_policy}},
         "data": {"max_clip_len": 10},
     })
     torch.manual_seed(0)
-    return DualEncoder(cfg)
+    return DualEncoder.build(cfg)
 
 
 def test_text_model_loads_from_local_path_and_pools(tiny_text_model_dir):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -11,16 +10,10 @@ WORDS = ["cut the onion", "boil water", "add salt", "stir the sauce", "fry the e
          "pour milk", "whisk eggs", "peel potato", "grate cheese"]
 
 
-@dataclasses.dataclass
-class Line:
-    start: float
-    end: float
-    text: str
-
-
 def make_corpus(n_videos: int = 12, seconds: int = 40, dim: int = 16, seed: int = 0):
     """Each 4-second block shows one action (a fixed random feature direction + noise) narrated by its sentence."""
-    from vidlang.train.loop import Corpus
+    from vidlang.data.train_data import TrainData
+    from vidlang.datasets import CaptionLine
 
     rng = np.random.default_rng(seed)
     protos = rng.normal(size=(len(WORDS), dim)).astype(np.float32)
@@ -30,8 +23,8 @@ def make_corpus(n_videos: int = 12, seconds: int = 40, dim: int = 16, seed: int 
         acts = rng.integers(len(WORDS), size=seconds // 4)
         feats = protos[np.repeat(acts, 4)] + 0.3 * rng.normal(size=(seconds, dim)).astype(np.float32)
         features[vid] = feats.astype(np.float32)
-        captions[vid] = [Line(float(4 * i), float(4 * i + 3), WORDS[a]) for i, a in enumerate(acts)]
-    return Corpus(features, captions, sorted(features), fps=1.0, dim=dim)
+        captions[vid] = [CaptionLine(float(4 * i), float(4 * i + 3), WORDS[a]) for i, a in enumerate(acts)]
+    return TrainData(features, captions, sorted(features), fps=1.0, dim=dim)
 
 
 def tiny_config(text_dir, objective: str = "infonce", **over):
@@ -39,18 +32,22 @@ def tiny_config(text_dir, objective: str = "infonce", **over):
     from vidlang.train.config import TrainConfig
 
     d = {
-        "model": {"embed_dim": 32, "head": "linear"},
-        "text": {"model_path": str(text_dir), "max_length": 16, "trainable": "all"},
-        "video": {"width": 32, "layers": 1, "heads": 2, "max_len": 8, "dropout": 0.1},
+        "model": {"arch": "dual_encoder", "embed_dim": 32, "head": "linear",
+                  "text": {"model_path": str(text_dir), "max_length": 16, "trainable": "all"},
+                  "video": {"width": 32, "layers": 1, "heads": 2, "max_len": 8, "dropout": 0.1}},
         "data": {"clips_per_video": 4, "batch_videos": 4, "text_budget": 6, "min_clip_len": 2, "max_clip_len": 6,
                  "heldout_frac": 0.2},
-        "loss": {"objective": objective, "norton": {"clips_per_paragraph": 2, "n_iters": 10}},
+        "loss": {"objective": objective, **({"clips_per_paragraph": 2, "n_iters": 10} if objective == "norton"
+                                           else {})},
         "optim": {"lr": 1e-3, "warmup_steps": 0, "schedule": "constant"},
         "train": {"steps": 4, "log_every": 1, "eval_every": 0, "progress": False, "tensorboard": False},
     }
     for key, value in over.items():
-        sec, name = key.split("__")
-        d[sec][name] = value
+        *secs, name = key.split("__")  # model__video__dropout=0.0 -> d["model"]["video"]["dropout"]
+        target = d
+        for sec in secs:
+            target = target[sec]
+        target[name] = value
     return from_dict(TrainConfig, d)
 
 

@@ -18,10 +18,10 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.train.conftest import make_corpus, tiny_config  # noqa: E402
-from vidlang.data.longvideo import LongVideoDataset, split_train_heldout  # noqa: E402
+from vidlang.data.longvideo import split_train_heldout  # noqa: E402
 from vidlang.train.dist import Gatherer  # noqa: E402
-from vidlang.train.loop import train  # noqa: E402
 from vidlang.train.objectives import OBJECTIVES  # noqa: E402
+from vidlang.train.trainer import train  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     corpus = make_corpus()
     cfg = tiny_config(text_dir, "infonce", train__steps=3)
     holder = {}
-    summary = train(cfg, out, corpus=corpus, callbacks=[lambda s, r, m: holder.update(model=m)])
+    summary = train(cfg, out, data=corpus, callbacks=[lambda s, r, m: holder.update(model=m)])
     model = holder["model"]
     rank, world = dist.get_rank(), dist.get_world_size()
     result = {"world_size": world, "summary_world": summary["world_size"]}
@@ -43,12 +43,12 @@ def main() -> None:
     # Same global batch, split over the 2 ranks vs whole in one process; eval mode: no dropout.
     model.eval()
     train_ids, _ = split_train_heldout(corpus.train_ids, cfg.data.heldout_frac, cfg.data.heldout_seed)
-    ds = LongVideoDataset(corpus.features, corpus.captions, train_ids, cfg.data, model.text.count_tokens)
+    ds = model.dataset(corpus.features, corpus.captions, train_ids, cfg.data, corpus.fps, 0)
     order = ds.epoch_order(5)
     trainable = [p for p in model.parameters() if p.requires_grad]
-
-    local = ds.batch(order, 5, 0, model.text.tokenize, rank, world)
-    whole = ds.batch(order, 5, 0, model.text.tokenize, 0, 1)
+    collate = model.collate_fn()
+    local = collate(*ds.batch_samples(order, 5, 0, rank, world))
+    whole = collate(*ds.batch_samples(order, 5, 0, 0, 1))
 
     class Single:  # the single-process gather (identity), rank 0
         rank = 0
@@ -58,7 +58,8 @@ def main() -> None:
 
     for name, prefix in (("infonce", ""), ("norton", "norton_")):
         model.zero_grad()
-        loss = OBJECTIVES[name](model, local, Gatherer(), cfg)["total"]
+        loss_cfg = tiny_config(text_dir, name).loss
+        loss = OBJECTIVES.get(name)(model, local, Gatherer(), loss_cfg)["total"]
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in trainable])
         dist.all_reduce(grads)
@@ -68,7 +69,7 @@ def main() -> None:
         mean_loss /= world
 
         model.zero_grad()
-        ref = OBJECTIVES[name](model, whole, Single(), cfg)["total"]
+        ref = OBJECTIVES.get(name)(model, whole, Single(), loss_cfg)["total"]
         ref.backward()
         ref_grads = torch.cat([p.grad.flatten() for p in trainable])
         result.update({f"{prefix}dist_loss": float(mean_loss), f"{prefix}single_loss": float(ref.detach()),

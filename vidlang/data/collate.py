@@ -40,6 +40,21 @@ class Batch:
                 "attention_mask": self.attention_mask}
 
 
+def pad_clips(arrays: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad variable-length feature clips to one array; real steps first.
+
+    Shapes: N arrays (n_i, D) -> x (N, V, D) float32, mask (N, V) bool, V = `length` or the longest n_i.
+    """
+    v = max((a.shape[0] for a in arrays), default=0) if length is None else int(length)
+    d = arrays[0].shape[1] if arrays else 0
+    x = np.zeros((len(arrays), v, d), dtype=np.float32)
+    mask = np.zeros((len(arrays), v), dtype=bool)
+    for i, a in enumerate(arrays):
+        x[i, : a.shape[0]] = a
+        mask[i, : a.shape[0]] = True
+    return x, mask
+
+
 def collate_clips(clips: list[list[dict]], tokenize, video_ids: list[str]) -> Batch:
     """Stack per-video clip lists into a Batch.
 
@@ -50,14 +65,7 @@ def collate_clips(clips: list[list[dict]], tokenize, video_ids: list[str]) -> Ba
     if any(len(c) != k for c in clips):
         raise ValueError(f"every video needs the same number of clips, got {[len(c) for c in clips]}")
     flat = [c for per_video in clips for c in per_video]
-    v = max(c["features"].shape[0] for c in flat)
-    din = flat[0]["features"].shape[1]
-    video = np.zeros((len(flat), v, din), dtype=np.float32)
-    mask = np.zeros((len(flat), v), dtype=bool)
-    for i, c in enumerate(flat):
-        n = c["features"].shape[0]
-        video[i, :n] = c["features"]
-        mask[i, :n] = True
+    video, mask = pad_clips([c["features"] for c in flat])
     texts = [c["text"] for c in flat]
     ids, att = tokenize(texts)
     return Batch(video=torch.from_numpy(video), video_mask=torch.from_numpy(mask), input_ids=ids,

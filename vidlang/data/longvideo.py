@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vidlang.data.collate import Batch, collate_clips
+from vidlang.datasets.howto100m import CaptionLine
 
 
 @dataclass
@@ -59,6 +59,12 @@ class DataConfig:
     max_clip_len: int = 32
     few_lines: Literal["replace", "skip"] = "replace"
     hard_negatives: bool = False
+    # Stop training at the end of this many passes over the training videos, even before train.steps
+    # (1 = every training video is seen at most once, the one-pass regime); 0 = no bound.
+    max_epochs: int = 0
+    # DataLoader worker processes that sample, tokenise and collate batches ahead of the step (0 = in the
+    # training process). Batches are the same whatever the number (see vidlang.data.loader).
+    workers: int = 0
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_frac < 1.0:
@@ -70,16 +76,11 @@ class DataConfig:
             raise ValueError(f"text_budget must be >= 1, got {self.text_budget}")
         if self.max_lines < 0:
             raise ValueError(f"max_lines must be >= 0, got {self.max_lines}")
+        if self.max_epochs < 0 or self.workers < 0:
+            raise ValueError(f"max_epochs and workers must be >= 0, got {self.max_epochs} and {self.workers}")
         if not 1 <= self.min_clip_len <= self.max_clip_len:
             raise ValueError(f"need 1 <= min_clip_len <= max_clip_len, got {self.min_clip_len} and "
                              f"{self.max_clip_len}")
-
-
-@dataclass
-class Line:
-    start: float
-    end: float
-    text: str
 
 
 def split_train_heldout(ids: Sequence[str], frac: float, seed: int) -> tuple[list[str], list[str]]:
@@ -107,7 +108,7 @@ class LongVideoDataset:
         self.cfg = cfg
         self.fps = float(fps)
         self.seed = int(seed)
-        self.lines: dict[str, list[Line]] = {}
+        self.lines: dict[str, list[CaptionLine]] = {}
         self.tokens: dict[str, np.ndarray] = {}
         self.lengths: dict[str, int] = {}
         self.skipped: dict[str, str] = {}
@@ -115,7 +116,7 @@ class LongVideoDataset:
             raw = captions.get(vid) if hasattr(captions, "get") else captions[vid]
             n_steps = int(features[vid].shape[0])
             duration = n_steps / self.fps
-            lines = sorted((Line(float(l.start), float(l.end), str(l.text)) for l in (raw or [])),
+            lines = sorted((CaptionLine(float(l.start), float(l.end), str(l.text)) for l in (raw or [])),
                            key=lambda l: (l.start, l.end))
             # Lines entirely outside the video cannot be paired with any window.
             lines = [l for l in lines if l.start < duration and l.end > 0 and l.text.strip()]
@@ -210,9 +211,10 @@ class LongVideoDataset:
     def batches_per_epoch(self) -> int:
         return len(self.video_ids) // self.cfg.batch_videos  # drop the last partial batch
 
-    def batch(self, order: Sequence[str], epoch: int, index: int, tokenize, rank: int = 0,
-              world: int = 1) -> Batch:
-        """This rank's share of global batch `index` of an epoch whose video order is `order`."""
+    def batch_samples(self, order: Sequence[str], epoch: int, index: int, rank: int = 0,
+                      world: int = 1) -> tuple[list[list[dict]], list[str]]:
+        """This rank's share of global batch `index` of an epoch whose video order is `order`:
+        (per-video clip lists, video ids). The model's collate function turns them into tensors."""
         b = self.cfg.batch_videos
         if b % world:
             raise ValueError(f"batch_videos={b} is not divisible by the number of processes {world}")
@@ -220,7 +222,7 @@ class LongVideoDataset:
         per = b // world
         slots = range(rank * per, (rank + 1) * per)
         clips = [self.sample_video(vids[j], np.random.default_rng([self.seed, epoch, index, j])) for j in slots]
-        return collate_clips(clips, tokenize, [vids[j] for j in slots])
+        return clips, [vids[j] for j in slots]
 
     def fixed_clips(self, seed: int) -> list[tuple[str, list[dict]]]:
         """One deterministic clip set per video (validation on held-out training videos)."""

@@ -33,7 +33,7 @@ def realign(embedder, store, captions: dict, method: str = "dp", prior_scale: fl
             drop_score: str = "max_sim") -> tuple[dict, dict]:
     """captions {vid: [CaptionLine]} -> ({vid: {"start", "end", "text"}}, summary dict)."""
     from vidlang.eval import alignment as al
-    from vidlang.eval.tasks import line_similarity
+    from vidlang.eval.capabilities import line_similarity
 
     fps = store.fps
     if not fps:
@@ -111,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         raise VidlangError("--content-weight and --skip-penalty must be >= 0")
     from vidlang.data.store import FeatureStore
     from vidlang.datasets import read_howto100m_captions
-    from vidlang.eval.cli import EvalConfig, load_embedder_for
+    from vidlang.eval.capabilities import load_evaluated
 
     from vidlang.datasets.narration import clean_captions
 
     # The same cleaning as `vidlang preprocess --captions` (rolling-ASR dedup), so the output can feed training.
     captions = {vid: clean_captions(lines) for vid, lines in read_howto100m_captions(args.captions).items()}
     store = FeatureStore(args.features)
-    embedder = load_embedder_for(EvalConfig(checkpoint=args.checkpoint, device=args.device))
+    embedder = load_evaluated(args.checkpoint, args.device).evaluator("embed")
     out, summary = realign(embedder, store, captions, args.method, args.prior_scale, args.content_weight,
                            args.drop_frac, content_threshold=args.content_threshold, skip_penalty=args.skip_penalty,
                            drop_score=args.drop_score)

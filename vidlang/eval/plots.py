@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from vidlang.data.store import FeatureStore
     from vidlang.eval.alignment import ot_alignment_plan
-    from vidlang.eval.cli import EvalConfig, load_embedder_for
-    from vidlang.eval.tasks import line_similarity, load_ground_truth
+    from vidlang.datasets.alignment_truth import load_ground_truth
+    from vidlang.eval.capabilities import line_similarity, load_evaluated
 
     gt = load_ground_truth(args.ground_truth)
     if args.video not in gt["videos"]:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     fps = store.fps
     if not fps:
         raise VidlangError(f"{args.features}: the feature store does not record its fps")
-    embedder = load_embedder_for(EvalConfig(checkpoint=args.checkpoint))
+    embedder = load_evaluated(args.checkpoint).evaluator("embed")
     lines = rec["narration"]
     sim = line_similarity(embedder, store[args.video], [l["text"] for l in lines], fps)
     res = ot_alignment_plan(sim, [l["start"] for l in lines], [l["end"] for l in lines], fps,

@@ -18,14 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidlang.errors import NonFiniteError
+
 __all__ = ["infonce_loss", "soft_cross_entropy", "check_finite"]
 
 
 def check_finite(name: str, x: Tensor) -> None:
-    """Raise ValueError naming the input when it holds NaN/inf (a real check, unlike an always-true assert)."""
+    """Raise NonFiniteError (a ValueError) naming the input when it holds NaN/inf (a real check, unlike an
+    always-true assert)."""
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name}: {bad} non-finite value(s) (NaN/inf) in input of shape {tuple(x.shape)}")
+        raise NonFiniteError(f"{name}: {bad} non-finite value(s) (NaN/inf) in input of shape {tuple(x.shape)}")
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:

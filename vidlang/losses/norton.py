@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from vidlang.errors import NonFiniteError
 from vidlang.losses.contrastive import check_finite, soft_cross_entropy
 from vidlang.losses.ot import normalize_rows, sinkhorn_scores, sinkhorn_with_bucket
 
@@ -383,67 +384,8 @@ def _minmax(x: Tensor) -> Tensor:
     return (x - x.min()) / (x.max() - x.min())
 
 
-def _clip_term(pooled_video: Tensor, pooled_text: Tensor, scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, dict]:
-    """Rectified clip-caption contrast. Shapes: pooled (N, D), scale () -> loss (), diagnostics."""
-    n = pooled_video.shape[0]
-    if cfg.faithful:
-        logits = pooled_video @ pooled_text.T  # raw dot products, no temperature (release)
-    else:
-        logits = scale * F.normalize(pooled_video, dim=-1) @ F.normalize(pooled_text, dim=-1).T
-    ones = torch.ones(n, dtype=torch.float32, device=logits.device)
-    # Count marginals (each row/column carries mass 1) == release's 1/(2N) marginals times 2N.
-    q, info = sinkhorn_scores(logits.detach(), ones, ones, epsilon=cfg.epsilon_rectify, n_iters=cfg.n_iters,
-                              tol=None)
-    if not bool(torch.isfinite(q).all()):
-        raise ValueError("clip rectification: the OT plan is not finite (check the embeddings' scale)")
-    q = q.to(logits.dtype)
-    if cfg.faithful:
-        q_v2t, q_t2v = q, q.T
-    else:
-        q_v2t, q_t2v = normalize_rows(q), normalize_rows(q.T)
-    eye = torch.eye(n, dtype=logits.dtype, device=logits.device)
-    loss_v = soft_cross_entropy(logits, (1 - cfg.beta) * eye + cfg.beta * q_v2t)
-    loss_t = soft_cross_entropy(logits.T, (1 - cfg.beta) * eye + cfg.beta * q_t2v)
-    diag = {"clip_v2t": loss_v.detach(), "clip_t2v": loss_t.detach(),
-            "rectify_offdiag_mass": (q_v2t.sum() - q_v2t.diagonal().sum()).detach() / n,
-            "rectify_marginal_err": torch.tensor(info.err)}
-    return loss_v + loss_t, diag
-
-
-def _paragraph_term(sim_tv: Tensor, scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, dict]:
-    """Video-paragraph contrast over fused similarities. Shapes: sim_tv (N, N) [captions x clips] -> loss ()."""
-    n = sim_tv.shape[0]
-    L = cfg.clips_per_paragraph
-    n_par = n // L
-    diag = sim_tv.detach().diagonal()
-    if cfg.faithful:
-        k = int(cfg.bucket_quantile * n)
-        if k < 1:
-            raise ValueError(f"faithful bucket: int(bucket_quantile * N) = int({cfg.bucket_quantile} * {n}) = 0; "
-                             "kthvalue needs k >= 1")
-        p = torch.kthvalue(diag, k).values
-    else:
-        # quantile needs float32/64; keep float64 exact, lift half precision to float32
-        qdtype = torch.float64 if diag.dtype == torch.float64 else torch.float32
-        p = torch.quantile(diag.to(qdtype), cfg.bucket_quantile)
-    blocks = rearrange(sim_tv, "(q l) (r m) -> (q r) l m", l=L, m=L)  # caption paragraph q x clip paragraph r
-    res = sinkhorn_with_bucket(blocks.detach(), p, epsilon=cfg.epsilon_paragraph, n_iters=cfg.n_iters, tol=None)
-    plan = res.plan
-    if not bool(torch.isfinite(plan).all()):
-        raise ValueError("paragraph OT: the plan is not finite")
-    mass = plan.sum(dim=(1, 2), keepdim=True)
-    if not cfg.faithful:
-        mass = mass.clamp_min(1e-12)
-    align = (plan * (L / mass)).to(sim_tv.dtype)  # target weights: no gradient
-    logits = scale * rearrange((align * blocks).sum(dim=(1, 2)), "(q r) -> q r", q=n_par)
-    labels = torch.arange(n_par, device=sim_tv.device)
-    loss_t = F.cross_entropy(logits, labels)
-    loss_v = F.cross_entropy(logits.T, labels)
-    matched = torch.arange(n_par, device=sim_tv.device) * (n_par + 1)  # (q == r) blocks
-    diag_out = {"paragraph_t2v": loss_t.detach(), "paragraph_v2t": loss_v.detach(), "bucket_value": p.detach(),
-                "bucket_fraction": (1 - mass.flatten()[matched] / L).mean().detach(),
-                "paragraph_marginal_err": torch.tensor(res.info.err)}
-    return loss_t + loss_v, diag_out
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 def _gather_tokens(gather: Callable[[Tensor], Tensor], tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -458,25 +400,40 @@ def _gather_tokens(gather: Callable[[Tensor], Tensor], tokens: Tensor, mask: Ten
     return gather(tokens), gather(mask.to(tokens.dtype)) > 0.5
 
 
-def _clip_term_gathered(pv: Tensor, pt: Tensor, all_pv: Tensor, all_pt: Tensor, off: int, scale: Tensor,
-                        cfg: NortonConfig) -> tuple[Tensor, dict]:
-    """Rectified clip-caption contrast of this process's rows against the global batch (default mode).
-    Q is solved on the global (N, N) logits, identical on every process; the CE averages over local rows, so
-    the mean over processes is the single-process loss on the global batch.
-    Shapes: pv, pt (n, D) local; all_pv, all_pt (N, D) gathered; off: first local row in the gathered order."""
+def _clip_term(pv: Tensor, pt: Tensor, all_pv: Tensor, all_pt: Tensor, off: int, scale: Tensor,
+               cfg: NortonConfig) -> tuple[Tensor, dict]:
+    """Rectified clip-caption contrast of this process's rows against the (gathered) batch.
+
+    Q is solved on the global (N, N) logits, identical on every process; the CE averages over local rows, so the
+    mean over processes is the single-process loss on the global batch (one process: n == N, off == 0).
+    Shapes: pv, pt (n, D) local; all_pv, all_pt (N, D) gathered; off: first local row in the gathered order
+    -> loss (), diagnostics.
+    """
     n, big_n = pv.shape[0], all_pv.shape[0]
-    pvn, ptn = F.normalize(pv, dim=-1), F.normalize(pt, dim=-1)
-    all_pvn, all_ptn = F.normalize(all_pv, dim=-1), F.normalize(all_pt, dim=-1)
-    logits_v = scale * pvn @ all_ptn.T  # (n, N): local videos vs every text
-    logits_t = scale * ptn @ all_pvn.T  # (n, N): local texts vs every video
+    single = n == big_n
+    if cfg.faithful:  # raw dot products, no temperature (release; one process only)
+        logits_v = pv @ pt.T
+        logits_t, full = logits_v.T, logits_v.detach()
+    else:
+        pvn, all_ptn = F.normalize(pv, dim=-1), F.normalize(all_pt, dim=-1)
+        logits_v = scale * pvn @ all_ptn.T  # (n, N): local videos vs every text
+        if single:
+            logits_t, full = logits_v.T, logits_v.detach()
+        else:
+            all_pvn = F.normalize(all_pv, dim=-1)
+            logits_t = scale * F.normalize(pt, dim=-1) @ all_pvn.T  # (n, N): local texts vs every video
+            with torch.no_grad():
+                full = scale * all_pvn @ all_ptn.T
     ones = torch.ones(big_n, dtype=torch.float32, device=pv.device)
-    with torch.no_grad():
-        full = scale * all_pvn @ all_ptn.T
+    # Count marginals (each row/column carries mass 1) == release's 1/(2N) marginals times 2N.
     q, info = sinkhorn_scores(full, ones, ones, epsilon=cfg.epsilon_rectify, n_iters=cfg.n_iters, tol=None)
     if not bool(torch.isfinite(q).all()):
-        raise ValueError("clip rectification: the OT plan is not finite (check the embeddings' scale)")
+        raise NonFiniteError("clip rectification: the OT plan is not finite (check the embeddings' scale)")
     q = q.to(logits_v.dtype)
-    q_v2t, q_t2v = normalize_rows(q)[off:off + n], normalize_rows(q.T)[off:off + n]
+    if cfg.faithful:
+        q_v2t, q_t2v = q, q.T
+    else:
+        q_v2t, q_t2v = normalize_rows(q)[off:off + n], normalize_rows(q.T)[off:off + n]
     eye = F.one_hot(torch.arange(n, device=pv.device) + off, big_n).to(logits_v.dtype)  # local rows of I
     loss_v = soft_cross_entropy(logits_v, (1 - cfg.beta) * eye + cfg.beta * q_v2t)
     loss_t = soft_cross_entropy(logits_t, (1 - cfg.beta) * eye + cfg.beta * q_t2v)
@@ -486,41 +443,76 @@ def _clip_term_gathered(pv: Tensor, pt: Tensor, all_pv: Tensor, all_pt: Tensor, 
     return loss_v + loss_t, diag
 
 
+def _fused_similarity(vt: Tensor, tt: Tensor, vm: Tensor, tm: Tensor, pv: Tensor, pt: Tensor,
+                      cfg: NortonConfig) -> Tensor:
+    """Clip-caption similarity fusing the pooled cosine with the frame-word soft maximum.
+
+    Shapes: tokens/masks/pooled of Nv videos and Nt texts -> (Nt, Nv) [captions x clips, the release's
+    orientation]. Faithful mode min-max normalises each of the three terms over the whole (local) batch.
+    """
+    v2t, t2v = fine_grained_directions(vt, tt, vm, tm, cfg.alpha, cfg.chunk_size, faithful=cfg.faithful)
+    pooled = F.normalize(pv, dim=-1) @ F.normalize(pt, dim=-1).T  # (Nv, Nt)
+    if cfg.faithful:
+        pooled, v2t, t2v = _minmax(pooled), _minmax(v2t), _minmax(t2v)
+    return ((cfg.fusion_weight * pooled + (v2t + t2v) / 2) / (cfg.fusion_weight + 1)).T
+
+
 def _paragraph_logits(sim_tv: Tensor, p: Tensor, scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, Tensor, float]:
     """Paragraph logits of every (caption paragraph, clip paragraph) block of a captions x clips similarity.
-    Shapes: sim_tv (Q*L, R*L) -> logits (Q, R), mass (Q, R) of each plan's real block, marginal error."""
+
+    Each L x L block gets an OT plan with the prompt bucket (value p); the plan's real mass is renormalised to L
+    (clamped away from 0 except in faithful mode, where the release divides by it as is).
+    Shapes: sim_tv (Q*L, R*L) -> logits (Q, R), mass (Q, R) of each plan's real block, marginal error.
+    """
     L = cfg.clips_per_paragraph
     blocks = rearrange(sim_tv, "(q l) (r m) -> (q r) l m", l=L, m=L)
     res = sinkhorn_with_bucket(blocks.detach(), p, epsilon=cfg.epsilon_paragraph, n_iters=cfg.n_iters, tol=None)
     if not bool(torch.isfinite(res.plan).all()):
-        raise ValueError("paragraph OT: the plan is not finite")
-    mass = res.plan.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        raise NonFiniteError("paragraph OT: the plan is not finite")
+    mass = res.plan.sum(dim=(1, 2), keepdim=True)
+    if not cfg.faithful:
+        mass = mass.clamp_min(1e-12)
     align = (res.plan * (L / mass)).to(sim_tv.dtype)  # target weights: no gradient
     q = sim_tv.shape[0] // L
     logits = scale * rearrange((align * blocks).sum(dim=(1, 2)), "(q r) -> q r", q=q)
     return logits, rearrange(mass.flatten(), "(q r) -> q r", q=q), res.info.err
 
 
-def _paragraph_term_gathered(rows_tv: Tensor, cols_tv: Tensor, off: int, gather: Callable[[Tensor], Tensor],
-                             scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, dict]:
+def _bucket_value(diag: Tensor, cfg: NortonConfig) -> Tensor:
+    """The prompt bucket's value p from the matched-pair similarities `diag` (N,)."""
+    if cfg.faithful:
+        k = int(cfg.bucket_quantile * diag.shape[0])
+        if k < 1:
+            raise ValueError(f"faithful bucket: int(bucket_quantile * N) = int({cfg.bucket_quantile} * "
+                             f"{diag.shape[0]}) = 0; kthvalue needs k >= 1")
+        return torch.kthvalue(diag, k).values
+    # quantile needs float32/64; keep float64 exact, lift half precision to float32
+    qdtype = torch.float64 if diag.dtype == torch.float64 else torch.float32
+    return torch.quantile(diag.to(qdtype), cfg.bucket_quantile)
+
+
+def _paragraph_term(rows_tv: Tensor, cols_tv: Tensor | None, off: int, gather: Callable[[Tensor], Tensor],
+                    scale: Tensor, cfg: NortonConfig) -> tuple[Tensor, dict]:
     """Paragraph contrast of this process's caption paragraphs (rows) and clip paragraphs (columns) against the
-    global batch (default mode). The bucket value is the quantile of the GLOBAL matched-pair similarities.
-    Shapes: rows_tv (n, N) local captions x all clips; cols_tv (N, n) all captions x local clips; off: first
-    local row in the gathered order (a multiple of L)."""
+    (gathered) batch. The bucket value is the quantile of the GLOBAL matched-pair similarities.
+    Shapes: rows_tv (n, N) local captions x all clips; cols_tv (N, n) all captions x local clips, None when one
+    process holds the whole batch (then it is rows_tv); off: first local row in the gathered order (a multiple
+    of L)."""
     n = rows_tv.shape[0]
     L = cfg.clips_per_paragraph
-    diag = gather(rows_tv.detach()[:, off:off + n].diagonal()[:, None])[:, 0]  # (N,) matched pairs, all ranks
-    qdtype = torch.float64 if diag.dtype == torch.float64 else torch.float32
-    p = torch.quantile(diag.to(qdtype), cfg.bucket_quantile)
-    logits_rows, mass_rows, err_r = _paragraph_logits(rows_tv, p, scale, cfg)  # (n/L, N/L)
-    logits_cols, _, err_c = _paragraph_logits(cols_tv, p, scale, cfg)  # (N/L, n/L)
+    p = _bucket_value(gather(rows_tv.detach()[:, off:off + n].diagonal()[:, None])[:, 0], cfg)
+    logits_rows, mass_rows, err = _paragraph_logits(rows_tv, p, scale, cfg)  # (n/L, N/L)
+    logits_cols = logits_rows
+    if cols_tv is not None:
+        logits_cols, _, err_c = _paragraph_logits(cols_tv, p, scale, cfg)  # (N/L, n/L)
+        err = max(err, err_c)
     labels = torch.arange(n // L, device=rows_tv.device) + off // L
     loss_t = F.cross_entropy(logits_rows, labels)
     loss_v = F.cross_entropy(logits_cols.T, labels)
     matched = mass_rows[:, off // L:(off + n) // L].diagonal()
     diag_out = {"paragraph_t2v": loss_t.detach(), "paragraph_v2t": loss_v.detach(), "bucket_value": p.detach(),
                 "bucket_fraction": (1 - matched / L).mean().detach(),
-                "paragraph_marginal_err": torch.tensor(max(err_r, err_c))}
+                "paragraph_marginal_err": torch.tensor(err)}
     return loss_t + loss_v, diag_out
 
 
@@ -592,48 +584,22 @@ def norton_loss(
         check_finite("logit_scale", log_scale)
     scale = log_scale.clamp(0.0, _MAX_LOG_SCALE).exp().to(pooled_video.dtype)
 
-    if gather is not None:
-        if cfg.faithful:
-            raise ValueError("norton_loss: gather (global batch) is not supported with faithful=True")
-        if rank_offset % L:
-            raise ValueError(f"rank_offset={rank_offset} is not a multiple of clips_per_paragraph L={L}")
-        return _norton_gathered(pooled_video, pooled_text, video_tokens, text_tokens, video_mask, text_mask,
-                                scale, cfg, gather, rank_offset)
-
-    clip, clip_diag = _clip_term(pooled_video, pooled_text, scale, cfg)
-
-    v2t, t2v = fine_grained_directions(video_tokens, text_tokens, video_mask, text_mask, cfg.alpha,
-                                       cfg.chunk_size, faithful=cfg.faithful)  # (N videos, N texts)
-    pooled_sim = F.normalize(pooled_video, dim=-1) @ F.normalize(pooled_text, dim=-1).T
-    if cfg.faithful:
-        pooled_sim, v2t, t2v = _minmax(pooled_sim), _minmax(v2t), _minmax(t2v)
-    fused_vt = (cfg.fusion_weight * pooled_sim + (v2t + t2v) / 2) / (cfg.fusion_weight + 1)
-    paragraph, par_diag = _paragraph_term(fused_vt.T, scale, cfg)  # release orientation: captions x clips
-
-    out = {"total": clip + cfg.lambda_paragraph * paragraph, "clip": clip, "paragraph": paragraph}
-    out.update(clip_diag)
-    out.update(par_diag)
-    out["logit_scale"] = scale.detach()
-    return out
-
-
-def _norton_gathered(pv: Tensor, pt: Tensor, vt: Tensor, tt: Tensor, vm: Tensor, tm: Tensor, scale: Tensor,
-                     cfg: NortonConfig, gather: Callable[[Tensor], Tensor], off: int) -> dict[str, Tensor]:
-    """norton_loss over the global batch, this process's rows (see norton_loss's ``gather``)."""
+    if gather is not None and cfg.faithful:
+        raise ValueError("norton_loss: gather (global batch) is not supported with faithful=True")
+    if rank_offset % L:
+        raise ValueError(f"rank_offset={rank_offset} is not a multiple of clips_per_paragraph L={L}")
+    gather = gather or _identity
+    pv, pt, vt, tt, vm, tm = pooled_video, pooled_text, video_tokens, text_tokens, video_mask, text_mask
     all_pv, all_pt = gather(pv), gather(pt)
-    all_vt, all_vm = _gather_tokens(gather, vt, vm)
-    all_tt, all_tm = _gather_tokens(gather, tt, tm)
-    clip, clip_diag = _clip_term_gathered(pv, pt, all_pv, all_pt, off, scale, cfg)
-    w = cfg.fusion_weight
-    # captions of this process x every clip: fine-grained (all videos, local texts), transposed
-    v2t, t2v = fine_grained_directions(all_vt, tt, all_vm, tm, cfg.alpha, cfg.chunk_size)  # (N, n)
-    pooled = F.normalize(pt, dim=-1) @ F.normalize(all_pv, dim=-1).T  # (n, N)
-    rows_tv = (w * pooled + ((v2t + t2v) / 2).T) / (w + 1)
-    # every caption x clips of this process: fine-grained (local videos, all texts), transposed
-    v2t, t2v = fine_grained_directions(vt, all_tt, vm, all_tm, cfg.alpha, cfg.chunk_size)  # (n, N)
-    pooled = F.normalize(all_pt, dim=-1) @ F.normalize(pv, dim=-1).T  # (N, n)
-    cols_tv = (w * pooled + ((v2t + t2v) / 2).T) / (w + 1)
-    paragraph, par_diag = _paragraph_term_gathered(rows_tv, cols_tv, off, gather, scale, cfg)
+    clip, clip_diag = _clip_term(pv, pt, all_pv, all_pt, rank_offset, scale, cfg)
+    if all_pv.shape[0] == n:  # one process: every caption x every clip, once
+        rows_tv, cols_tv = _fused_similarity(vt, tt, vm, tm, pv, pt, cfg), None
+    else:  # this process's captions x every clip, and every caption x this process's clips
+        all_vt, all_vm = _gather_tokens(gather, vt, vm)
+        all_tt, all_tm = _gather_tokens(gather, tt, tm)
+        rows_tv = _fused_similarity(all_vt, tt, all_vm, tm, all_pv, pt, cfg)  # (n, N)
+        cols_tv = _fused_similarity(vt, all_tt, vm, all_tm, pv, all_pt, cfg)  # (N, n)
+    paragraph, par_diag = _paragraph_term(rows_tv, cols_tv, rank_offset, gather, scale, cfg)
     out = {"total": clip + cfg.lambda_paragraph * paragraph, "clip": clip, "paragraph": paragraph}
     out.update(clip_diag)
     out.update(par_diag)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vidlang.errors import NonFiniteError
+
 __all__ = [
     "SinkhornConvergenceWarning",
     "SinkhornInfo",
@@ -243,7 +245,7 @@ def sinkhorn_log(
         # value keeps garbage/inf padding in `cost` from turning into NaN.
         log_k = torch.where(pair, -cost.to(dtype) / epsilon, torch.zeros((), dtype=dtype, device=cost.device))
         if not bool(torch.isfinite(log_k).all()):
-            raise ValueError("cost: non-finite values on real (unmasked) entries")
+            raise NonFiniteError("cost: non-finite values on real (unmasked) entries")
         # The unrolled exp-domain loop has the same gradient in exact arithmetic, but differentiating through it
         # is not tested: grad=True keeps the log domain.
         u, v, it, err_pp = _solve(log_k, log_a, log_b, n_iters, tol, check_every, None if grad else pair)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidlang.data.collate import pad_clips
 from vidlang.models.dual import DualEncoder
 
 
@@ -66,11 +67,7 @@ class Embedder:
         longest = max((e - s for s, e in segments), default=1)
         for i in range(0, len(segments), self.batch_size):
             chunk = segments[i : i + self.batch_size]
-            x = np.zeros((len(chunk), longest, features.shape[1]), dtype=np.float32)
-            m = np.zeros((len(chunk), longest), dtype=bool)
-            for j, (s, e) in enumerate(chunk):
-                x[j, : e - s] = features[s:e]
-                m[j, : e - s] = True
+            x, m = pad_clips([features[s:e] for s, e in chunk], length=longest)
             p, t = self.model.encode_video(torch.from_numpy(x).to(self.device), torch.from_numpy(m).to(self.device))
             pooled.append(p.float().cpu())
             tokens.append(t.float().cpu())

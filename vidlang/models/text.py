@@ -63,6 +63,18 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+class Tokenize:
+    """`tokenize(texts) -> (input_ids, attention_mask)` as a small picklable object (DataLoader workers)."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, int(max_length)
+
+    def __call__(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+
 class TextEncoder(nn.Module):
     """AutoModel + masked mean pooling; returns pooled (B, H) and token states (B, T, H)."""
 
@@ -91,9 +103,7 @@ class TextEncoder(nn.Module):
     # -- tokenisation ----------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """Shapes: N strings -> input_ids (N, T) long, attention_mask (N, T) long (T <= max_length)."""
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.cfg.max_length,
-                             return_tensors="pt")
-        return enc["input_ids"], enc["attention_mask"]
+        return Tokenize(self.tokenizer, self.cfg.max_length)(texts)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Subword tokens per string, without special tokens (for the sampler's text budget)."""

@@ -1,8 +1,9 @@
-"""`TrainConfig`: the resolved training configuration (sections model/text/video/data/loss/optim/train).
+"""`TrainConfig`: the resolved training configuration (sections model / data / loss / optim / train).
 
 Loaded strictly with `vidlang.config.load_config(TrainConfig, yaml, overrides)`; every checkpoint stores
-`to_dict(cfg)` as config.yaml. Defaults follow the papers where a paper value exists (cited per field); the CPU
-demo configs override the sizes.
+`to_dict(cfg)` as config.yaml. `model` is chosen by `model.arch` from the model registry and `loss` by
+`loss.objective` from the objective registry: each section holds only the chosen entry's own keys. Defaults
+follow the papers where a paper value exists (cited per field); the CPU demo configs override the sizes.
 """
 
 from __future__ import annotations
@@ -11,19 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vidlang.data.longvideo import DataConfig
-from vidlang.losses.norton import NortonConfig
-from vidlang.models.dual import ModelConfig
-from vidlang.models.text import TextConfig
-from vidlang.models.video import VideoConfig
-
-SELECT_METRICS = {"R@1": "max", "R@5": "max", "R@10": "max", "MedR": "min", "MeanR": "min"}
-
-
-@dataclass
-class LossConfig:
-    # `infonce`: VideoCLIP's symmetric contrastive baseline; `norton`: Norton's multi-granularity OT loss.
-    objective: Literal["infonce", "norton"] = "norton"
-    norton: NortonConfig = field(default_factory=NortonConfig)
+from vidlang.models.base import ModelSection, model_class
+from vidlang.models.dual import DualEncoderConfig
+from vidlang.train.objectives import OBJECTIVES, LossSection, NortonLoss
 
 
 @dataclass
@@ -60,9 +51,10 @@ class LoopConfig:
     log_every: int = 10
     eval_every: int = 200  # 0 = only at the end
     save_every: int = 0  # also write last/ + the resumable state every N steps; 0 = at each evaluation
-    # Checkpoint selection on held-out TRAINING videos (narration -> window retrieval); FINDINGS: the held-out
-    # loss bottoms early while ranking keeps improving, so a ranking metric is the default.
-    select_metric: Literal["R@1", "R@5", "R@10", "MedR", "MeanR"] = "R@5"
+    # Checkpoint selection on held-out TRAINING videos; one of the model's selection metrics (the dual encoder:
+    # narration -> window R@1/5/10, MedR, MeanR, loss). A ranking metric is the dual encoder's default because
+    # the held-out contrastive loss bottoms out early while ranking keeps improving.
+    select_metric: str = "R@5"
     patience: int = 0  # stop after this many evaluations without improvement; 0 = never stop early
     eval_seed: int = 0  # seeds the fixed held-out clip set
     tensorboard: bool = True
@@ -79,23 +71,48 @@ class LoopConfig:
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    video: VideoConfig = field(default_factory=VideoConfig)
+    model: ModelSection = field(default_factory=DualEncoderConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossSection = field(default_factory=NortonLoss)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
 
     def validate(self) -> None:
-        k = self.data.clips_per_video
-        if self.loss.objective == "norton":
-            el = int(self.loss.norton.clips_per_paragraph)
-            if el > k:
-                raise ValueError(f"loss.norton.clips_per_paragraph={el} is larger than data.clips_per_video={k}")
-            if k % el:
-                raise ValueError(f"data.clips_per_video={k} is not divisible by loss.norton.clips_per_paragraph="
-                                 f"{el} (paragraphs tile each video's clips)")
-        if self.data.max_clip_len > self.video.max_len:
-            raise ValueError(f"data.max_clip_len={self.data.max_clip_len} exceeds video.max_len="
-                             f"{self.video.max_len} (the video tower's position table)")
+        """Checks across sections: the model's own, the objective's own, and that they fit together."""
+        model = model_class(self.model.arch)
+        objective = OBJECTIVES.get(self.loss.objective)
+        model.check_config(self)
+        if objective.check is not None:
+            objective.check(self)
+        missing = objective.needs - model.outputs
+        if missing:
+            raise ValueError(f"loss.objective={objective.name!r} needs model outputs {sorted(missing)} that "
+                             f"model.arch={model.arch!r} does not produce (it produces {sorted(model.outputs)})")
+        metrics = model.selection_metrics()
+        if self.train.select_metric not in metrics:
+            raise ValueError(f"train.select_metric={self.train.select_metric!r} is not a held-out metric of "
+                             f"model.arch={model.arch!r} (choose from {sorted(metrics)})")
+
+
+def migrate_config_dict(data: dict) -> dict:
+    """A config dict written before models and objectives were registry sections -> the current layout.
+
+    That layout had top-level `text:` and `video:` sections beside `model:` (always the dual encoder) and the
+    Norton settings under `loss.norton` (present, unused, with `objective: infonce` too). Other dicts are returned
+    unchanged.
+    """
+    if "text" not in data and "video" not in data and "norton" not in data.get("loss", {}):
+        return data
+    out = dict(data)
+    model = dict(out.get("model") or {})
+    model.setdefault("arch", "dual_encoder")
+    for tower in ("text", "video"):
+        if tower in out:
+            model[tower] = out.pop(tower)
+    out["model"] = model
+    loss = dict(out.get("loss") or {})
+    norton = loss.pop("norton", None) or {}
+    if loss.get("objective", "norton") == "norton":
+        loss.update(norton)
+    out["loss"] = loss
+    return out
