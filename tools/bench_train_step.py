@@ -5,7 +5,7 @@
 Same model (the demo config: frozen packaged MiniLM with its token-state cache, 2-layer d=128 video tower), same
 batch of random per-second features (272-d, the synthetic corpus' feature size) and narration-like texts; one
 warm-up step per objective, then the objectives alternate so machine load affects both alike. Target: the
-norton/infonce ratio <= 1.3 (FINDINGS measured ~1.15 on the demo model). Prints and returns a dict.
+norton/infonce ratio <= 1.3. Prints and returns a dict.
 """
 
 from __future__ import annotations

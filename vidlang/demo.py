@@ -73,7 +73,7 @@ def gate_note(rows: dict[str, list[dict]]) -> str:
     """A line naming the runs whose aligners fell back to the raw timestamps (label-free gate), or ""."""
     def content_off(r: dict) -> bool:
         hyper = r.get("tasks", {}).get("alignment", {}).get("hyperparameters", {})
-        return bool(hyper.get("content_off")) or "content off" in hyper.get("source", "")  # older JSON: no flag
+        return bool(hyper.get("content_off")) or "content off" in hyper.get("source", "")  # results without the flag
 
     off = [name for name, runs in rows.items() if any(content_off(r) for r in runs)]
     if not off:
@@ -94,10 +94,29 @@ def paired_differences(norton: list[dict], infonce: list[dict]) -> str:
     return "\n".join(out)
 
 
+# The configs each stage runs, shipped inside the package (vidlang/configs).
+STAGE_CONFIGS = [("pretraining", "norton/pretrain_demo_cpu.yaml"), ("Norton post-training", "norton/demo_cpu.yaml"),
+                 ("continued InfoNCE", "norton/infonce_demo_cpu.yaml"), ("evaluation", "eval/synthetic.yaml")]
+
+
+def _stage_configs_epilog() -> str:
+    """The packaged config of each stage with its launch line (read from the file, so --help shows what runs)."""
+    from vidlang.config import packaged_config
+
+    lines = ["configs (packaged with vidlang):"]
+    for stage, name in STAGE_CONFIGS:
+        path = packaged_config(name)
+        first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if path else "MISSING"
+        lines.append(f"  {stage}: {name}  ({first})")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vidlang demo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="vidlang demo", description=__doc__.split("\n")[0],
+                                 epilog=_stage_configs_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/demo")
-    ap.add_argument("--videos", type=int, default=400, help="synthetic videos (FINDINGS: several hundred needed)")
+    ap.add_argument("--videos", type=int, default=400,
+                    help="synthetic videos (learning from noisy narration shows from a few hundred on)")
     ap.add_argument("--corpus-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="post-training seeds")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests (40 videos, few steps, 1 seed)")

@@ -28,8 +28,8 @@ from vidlang import pipeline as P
 from vidlang.errors import ConfigError
 from vidlang.io import atomic_write_json, atomic_write_text
 
-# name -> synth flags. Default noise = shared/FINDINGS.md; heavy = FINDINGS' heavier setting (offset std 6 s,
-# ~half the lines irrelevant) plus more unnarrated steps.
+# name -> synth flags. Default noise = `vidlang synth`'s defaults (offset std 3 s, 30% irrelevant lines, 15% unnarrated
+# steps); heavy = offset std 6 s, half the lines irrelevant, 30% unnarrated steps.
 HEAVY = ["--offset-std", 6, "--irrelevant-frac", 0.5, "--unnarrated-frac", 0.3]
 CORPORA: dict[str, list] = {
     "s400": ["--videos", 400],

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Independent synthetic "how-to" video corpus generator.
 
-Written only from the public data-format spec (shared/FORMATS.md); it imports no
-project code.  Only the Python standard library, numpy, pillow and PyAV are used.
+Written only from the public data-format descriptions (a summary of the datasets'
+release formats given to its author); it imports no project code.  Only the Python standard library, numpy, pillow and PyAV are used.
 
     python tools/independent_corpus/make_corpus.py OUT --videos 400 --clips 150 \
         --seed 0 --workers 2

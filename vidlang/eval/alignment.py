@@ -6,8 +6,8 @@ Metrics (ground truth: the synthetic corpus's ground_truth.json, or HTM-Align's 
   protocol (TAN's eval_zeroshot_align.py): predicted second index i with floor(start) <= i <= ceil(end).
 - relevance AUC: ROC-AUC (percent, 50 = chance) of an alignability score telling relevant from irrelevant
   lines, computed as the Mann-Whitney statistic with ties counted one half (see `roc_auc`).
-Baseline: the raw timestamps (a line's own midpoint). It is strong (61-78% on synthetic corpora,
-shared/FINDINGS.md), while a content-only argmax reaches ~23-41%.
+Baseline: the raw timestamps (a line's own midpoint). It is strong (61-78% on vidlang's synthetic corpora, measured
+with their ground truth), while a content-only argmax reaches ~23-41% there.
 
 Scores (`alignment_scores`), per line l and second t (time(t) = (t + 0.5) / fps):
     score[l, t] = content_weight * max(z[l, t] - content_threshold, 0) + log prior_l(t)
@@ -32,12 +32,13 @@ Aligners:
 - `align_lines_ot` ("ot"): the same scores through vidlang's OT with Norton's alignable prompt bucket.
 - content-only argmax: `align_lines(..., prior_scale=inf)`.
 The unalignability score of `align_lines`/`align_lines_dp` is the *peakedness* of a line's similarity, its peak
-z-score (FINDINGS: AUC 0.79-0.85 vs 0.60 for the raw max); for OT the mass a line keeps out of the bucket.
+z-score (relevance AUC 0.79-0.85 vs 0.60 for the raw max, measured on the synthetic corpus); for OT the mass
+a line keeps out of the bucket.
 
 Hyper-parameters (`AlignerParams`) are chosen on the TRAINING split's ground truth (`tune_params`, used by
 `vidlang eval alignment`); the evaluation split is never used for that. A corpus without training ground truth
 (e.g. HTM-Align, a test set only) uses the configured defaults (configs/eval/synthetic.yaml, chosen this way
-on the synthetic corpus), behind a label-free check of the model (`vidlang.eval.tasks.run_alignment`).
+on the synthetic corpus), behind a label-free check of the model (`vidlang.eval.tasks.alignment`).
 """
 
 from __future__ import annotations

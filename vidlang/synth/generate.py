@@ -7,7 +7,7 @@ order (one step skipped in ~10% of videos), separated by background (~60% of the
 or a grey distractor drifting; never an action). During a step the acting object performs at the centre of the
 frame while the others wait at home around it: with 8x8-grid per-second features a supervised probe on 160
 videos reached 0.83 step accuracy on held-out step seconds and 0.98 step-vs-background accuracy, against 0.21 and
-0.85 when objects acted at their home positions (measured on this generator, November 2026).
+0.85 when objects acted at their home positions (measured on this generator).
 
 Narration is noisy like YouTube ASR: per-step timestamp shifts (heavy-tailed), unnarrated steps, irrelevant
 chatter from a compositional template space, filler words and paraphrases inside relevant lines, lines of
@@ -53,16 +53,16 @@ TASK_VERBS = ["Animate", "Arrange", "Tidy", "Wake", "Shuffle", "Sort", "Exercise
 
 @dataclass
 class SynthConfig:
-    """All dials of the synthetic world. Defaults: the 400-video calibration of shared/FINDINGS.md (second one)."""
+    """All dials of the synthetic world. Defaults: the 400-video world the demo learns from (64x64, 5 fps)."""
 
-    videos: int = 400  # FINDINGS: several hundred videos are needed before learning from noise shows
+    videos: int = 400  # several hundred videos are needed before learning from noisy narration shows
     seed: int = 0
-    size: int = 64  # frame side in pixels (square, even: yuv420p); FINDINGS calibration 2
-    fps: int = 5  # FINDINGS calibration 2 (per-second features need only a few frames per second)
+    size: int = 64  # frame side in pixels (square, even: yuv420p)
+    fps: int = 5  # per-second features need only a few frames per second
     min_duration: int = 46  # video length range in whole seconds (HowTo100M-like long videos, scaled down)
     max_duration: int = 110
     step_min: int = 4  # step length range in whole seconds ("a few seconds")
-    step_max: int = 9  # 4-9 s steps leave ~58% of the time to background (FINDINGS: ~60%)
+    step_max: int = 9  # 4-9 s steps leave ~58% of the time to background
     tasks: int = 16  # number of tasks (fixed ordered step lists)
     min_steps: int = 4  # steps per task
     max_steps: int = 6
@@ -70,11 +70,11 @@ class SynthConfig:
     distractor_prob: float = 0.5  # probability that a video has an extra object that never acts
     noise_std: float = 3.0  # Gaussian pixel noise (uint8 levels) on every frame
     # --- narration noise (all zero with --clean) ---
-    offset_std: float = 3.0  # std (s) of the shift between a step and its narration; FINDINGS "std ~ 3 s"
+    offset_std: float = 3.0  # std (s) of the shift between a step and its narration
     offset_mean: float = 0.0  # mean shift (s); negative = narration before the action
     offset_tail_df: float = 4.0  # Student-t degrees of freedom of the shift (heavy tail: ~8% beyond 5 s at std 3)
-    unnarrated_frac: float = 0.15  # fraction of steps nobody talks about; FINDINGS
-    irrelevant_frac: float = 0.3  # fraction of ASR lines that are chatter/filler; FINDINGS "~30%"
+    unnarrated_frac: float = 0.15  # fraction of steps nobody talks about
+    irrelevant_frac: float = 0.3  # fraction of ASR lines that are chatter/filler
     filler_rate: float = 0.1  # filler words ("um", "you know") per word of a relevant line
     paraphrase_rate: float = 0.3  # per slot (frame, verb, noun, ...) probability of leaving the canonical word
     rolling_rate: float = 0.15  # fraction of caption lines that repeat the previous line's tail (captions only)
