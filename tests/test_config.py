@@ -88,3 +88,35 @@ def test_roundtrip_through_yaml(tmp_path):
     p.write_text(dump_yaml(cfg))
     assert load_config(Outer, p) == cfg
     assert to_dict(cfg)["path"] == "p"
+
+
+def test_yaml_problems_are_one_clear_line(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("name: a\ninner:\n  lr: 0.1\ninner:\n  steps: 3\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: not valid YAML at line 4, column 1: .*duplicate key 'inner' "
+                                          r"\(first at line 2\)"):
+        load_config(Outer, dup)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("inner:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"line 3.*duplicate key 'lr'"):
+        load_config(Outer, nested)
+    syntax = tmp_path / "syntax.yaml"
+    syntax.write_text("name: a\ninner: {lr: 0.1\nflag: true\n")
+    with pytest.raises(ConfigError, match=r"syntax\.yaml: not valid YAML at line \d+, column \d+"):
+        load_config(Outer, syntax)
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 9 is 0xe9\)"):
+        load_config(Outer, binary)
+    with pytest.raises(ConfigError, match=r"is a directory, not a YAML config file"):
+        load_config(Outer, tmp_path)
+
+
+def test_packaged_configs_are_found_by_name():
+    from vidlang.config import packaged_config, resolve_config_path
+
+    assert packaged_config("norton/demo_cpu") == packaged_config("norton/demo_cpu.yaml")
+    assert resolve_config_path("norton/demo_cpu.yaml").read_text().startswith("# vidlang train --config")
+    assert packaged_config("../pyproject.toml") is None
+    with pytest.raises(ConfigError, match="neither a path nor a config packaged with vidlang"):
+        resolve_config_path("norton/nope.yaml")

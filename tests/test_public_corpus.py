@@ -92,3 +92,20 @@ def test_optional_parts_of_the_layout_become_null(tmp_path):
     # MSR-VTT CSV without its clips folder, absent files and no alignment truth: skipped, not a crash later
     assert sets["data.msrvtt_jsfusion"] == sets["data.msrvtt_mc"] == sets["data.crosstask"] == "null"
     assert sets["data.ground_truth"] == "null" and "alignment.captions" not in sets
+
+
+def test_a_malformed_annotation_stops_the_run_before_preprocessing(public_corpus, tmp_path):
+    """A broken MSR-VTT CSV is refused before any video is decoded, not after preprocessing and training."""
+    import shutil
+
+    root = tmp_path / "corpus"
+    shutil.copytree(public_corpus / "annotations", root / "annotations")
+    (root / "videos").symlink_to(public_corpus / "videos")
+    (root / "msrvtt").symlink_to(public_corpus / "msrvtt")
+    csv = root / "annotations" / "MSRVTT_JSFUSION_test.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = lines[1].replace(",video", ",clip", 1)  # video ids must be video<N>
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(VidlangError, match=r"MSRVTT_JSFUSION_test\.csv"):
+        P.prepare_public_corpus(tmp_path / "run", root, workers=1)
+    assert not (tmp_path / "run" / "features").exists()

@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # transformers' per-load "Loading weights" bar would interleave with vidlang's own progress and errors
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     from vidlang.errors import VidlangError
 
     module = importlib.import_module(SUBCOMMANDS[name][0])

@@ -105,6 +105,25 @@ def splits_from_youcookii(path: Path) -> dict[str, list[str]]:
             for name, subset in (("train", "training"), ("val", "validation"))}
 
 
+def validate_annotations(corpus: CorpusPaths) -> None:
+    """Read every annotation file the demo's stages will use with its strict reader (a FormatError names the file
+    and the entry), so that a malformed file stops the run before preprocessing and training, not after."""
+    from vidlang import datasets as D
+    from vidlang.datasets.alignment_truth import load_alignment_truth
+
+    ann = corpus.annotations
+    D.read_howto100m_captions(ann / CAPTIONS)
+    readers = {"youcookii": D.read_youcookii, "msrvtt_jsfusion": D.read_msrvtt_jsfusion,
+               "msrvtt_mc": D.read_msrvtt_mc, "coin": D.read_coin, "crosstask": D.read_crosstask}
+    for key, value in (ov.split("=", 1) for ov in corpus.eval_overrides()):
+        name = key.removeprefix("data.")
+        if name in readers and value != "null":
+            readers[name](value)
+    if corpus.ground_truth is not None:
+        captions = ann / CAPTIONS if corpus.ground_truth.name == HTM_ALIGN else None
+        load_alignment_truth(str(corpus.ground_truth), str(captions) if captions else None)
+
+
 def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) -> CorpusPaths:
     """A corpus vidlang did not generate, in the public layout -> features + splits under `out`.
 
@@ -121,6 +140,7 @@ def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) ->
     corpus = CorpusPaths(root, out / "features", out / "msrvtt_features", out / "splits.json",
                     htm if htm.exists() else None)
     t0 = time.perf_counter()
+    validate_annotations(corpus)  # every file a later stage reads, before the first expensive one
     splits = splits_from_youcookii(ann / ANNOTATIONS["youcookii"])
     if not splits["train"]:
         raise VidlangError(f"{ann / ANNOTATIONS['youcookii']}: no video has subset 'training', nothing to train on")

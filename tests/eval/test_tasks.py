@@ -199,3 +199,55 @@ def test_shipped_configs_load_strictly(name):
     assert path.read_text().startswith("# vidlang eval all --config configs/eval/")
     cfg = load_config(EvalConfig, path)
     assert cfg.clip.max_clip_seconds == 32.0
+
+
+def test_features_of_another_rate_or_width_are_refused_by_eval_and_align(world, tmp_path, tiny_text_model_dir,
+                                                                         capsys):
+    """A checkpoint trained at 1 feature/s on 8-d features: a store at 2/s, or of another width, is one line."""
+    import shutil
+
+    from vidlang.cli import main
+    from vidlang.config import from_dict
+    from vidlang.models import DualEncoder, save_checkpoint
+    from vidlang.train.config import TrainConfig
+    from tests.eval.world import DIM
+
+    cfg = from_dict(TrainConfig, {"model": {"embed_dim": 16, "head": "linear",
+                                            "text": {"model_path": str(tiny_text_model_dir), "max_length": 16},
+                                            "video": {"width": 16, "layers": 1, "heads": 2, "max_len": 8,
+                                                      "input_dim": DIM}},
+                                  "data": {"min_clip_len": 2, "max_clip_len": 8}})
+    ckpt = save_checkpoint(tmp_path / "ckpt", DualEncoder.build(cfg), cfg, {"clip_len": 8, "fps": 1.0, "step": 0})
+    fast = tmp_path / "fast"
+    shutil.copytree(world["store"], fast)
+    (fast / "run.json").write_text(json.dumps({"fps": 2.0, "feature_dim": DIM}))
+    args = ["--checkpoint", str(ckpt), "--features", str(fast)]
+    caps = tmp_path / "caps.json"
+    caps.write_text(json.dumps({"v0": {"start": [0.0], "end": [2.0], "text": ["crack the eggs"]}}))
+    capsys.readouterr()
+    assert main(["eval", "crosstask", *args, "--annotations", str(world["crosstask"])]) == 2
+    assert "features at 2/s, but the checkpoint was trained on features at 1/s" in capsys.readouterr().err
+    assert main(["align", *args, "--captions", str(caps), "--out", str(tmp_path / "a.json")]) == 2
+    assert "features at 2/s, but the checkpoint was trained on features at 1/s" in capsys.readouterr().err
+    wide = tmp_path / "wide"
+    rows = [json.loads(l) for l in (world["store"] / "manifest.jsonl").read_text().splitlines()]
+    (wide / "shards").mkdir(parents=True)
+    for r in rows:
+        np.save(wide / "shards" / f"{r['video_id']}.npy", np.zeros((r["num_features"], DIM + 3), np.float32))
+        r.update(location=f"shards/{r['video_id']}.npy", feature_dim=DIM + 3)
+    (wide / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (wide / "run.json").write_text(json.dumps({"fps": 1.0, "feature_dim": DIM + 3}))
+    assert main(["eval", "crosstask", "--checkpoint", str(ckpt), "--features", str(wide), "--annotations",
+                 str(world["crosstask"])]) == 2
+    assert f"{DIM + 3}-d features, but the checkpoint reads {DIM}-d features" in capsys.readouterr().err
+
+
+def test_mismatch_messages(world, tmp_path):
+    from vidlang.errors import VidlangError
+    from vidlang.eval.capabilities import StoreCache
+
+    with pytest.raises(VidlangError, match=r"features at 1/s, but the checkpoint was trained on features at 2/s"):
+        StoreCache(expected_fps=2.0).get(str(world["store"]))
+    with pytest.raises(VidlangError, match=r"8-d features, but the checkpoint reads 512-d features"):
+        StoreCache(expected_dim=512).get(str(world["store"]))
+    assert StoreCache(expected_fps=1.0, expected_dim=8).get(str(world["store"])).dim == 8

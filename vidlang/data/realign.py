@@ -109,16 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         raise VidlangError(f"--prior-scale must be > 0, got {args.prior_scale}")
     if args.content_weight < 0 or args.skip_penalty < 0:
         raise VidlangError("--content-weight and --skip-penalty must be >= 0")
-    from vidlang.data.store import FeatureStore
     from vidlang.datasets import read_howto100m_captions
-    from vidlang.eval.capabilities import load_evaluated
+    from vidlang.eval.capabilities import StoreCache, load_evaluated
 
     from vidlang.datasets.narration import clean_captions
 
     # The same cleaning as `vidlang preprocess --captions` (rolling-ASR dedup), so the output can feed training.
     captions = {vid: clean_captions(lines) for vid, lines in read_howto100m_captions(args.captions).items()}
-    store = FeatureStore(args.features)
-    embedder = load_evaluated(args.checkpoint, args.device).evaluator("embed")
+    model = load_evaluated(args.checkpoint, args.device)
+    store = StoreCache(model.expected_fps, model.expected_dim).get(args.features)  # fps / width must match
+    embedder = model.evaluator("embed")
     out, summary = realign(embedder, store, captions, args.method, args.prior_scale, args.content_weight,
                            args.drop_frac, content_threshold=args.content_threshold, skip_penalty=args.skip_penalty,
                            drop_score=args.drop_score)

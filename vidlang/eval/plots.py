@@ -63,10 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pathlib import Path
 
-    from vidlang.data.store import FeatureStore
-    from vidlang.eval.alignment import ot_alignment_plan
     from vidlang.datasets.alignment_truth import load_ground_truth
-    from vidlang.eval.capabilities import line_similarity, load_evaluated
+    from vidlang.eval.alignment import ot_alignment_plan
+    from vidlang.eval.capabilities import StoreCache, line_similarity, load_evaluated
 
     gt = load_ground_truth(args.ground_truth)
     if args.video not in gt["videos"]:
@@ -74,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     rec = gt["videos"][args.video]
     if not rec["narration"]:
         raise VidlangError(f"{args.ground_truth}: video {args.video!r} has no narration")
-    store = FeatureStore(args.features)
+    model = load_evaluated(args.checkpoint)
+    store = StoreCache(model.expected_fps, model.expected_dim).get(args.features)
     if args.video not in store:
         raise VidlangError(f"{args.features}: video {args.video!r} is not in the feature store")
     fps = store.fps
     if not fps:
         raise VidlangError(f"{args.features}: the feature store does not record its fps")
-    embedder = load_evaluated(args.checkpoint).evaluator("embed")
+    embedder = model.evaluator("embed")
     lines = rec["narration"]
     sim = line_similarity(embedder, store[args.video], [l["text"] for l in lines], fps)
     res = ot_alignment_plan(sim, [l["start"] for l in lines], [l["end"] for l in lines], fps,

@@ -643,6 +643,8 @@ def generate_corpus(out_dir: str | Path, cfg: SynthConfig, workers: int | None =
     t0 = time.perf_counter()
     cfg.validate()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory (the corpus is a folder)")
     out.mkdir(parents=True, exist_ok=True)
     world, plans, narr, captions, noise = annotate(cfg)
     for folder in (out / "videos", out / "msrvtt" / "videos"):

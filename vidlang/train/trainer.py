@@ -27,9 +27,9 @@ optimizer-step boundaries. A run resumes automatically when OUT/state exists (re
 (resume=True, error if there is no state); resume=False starts over, deleting the old run's state, logs and
 checkpoints. Resuming with a config that differs from the one the state was made with is refused, naming the
 keys, except for keys that cannot change the trajectory (RESUME_FREE) and, with extend=True, train.steps.
-Ctrl-C saves the state of the last finished step (unless it came during an optimizer update, when the last
-periodic state is kept) and raises KeyboardInterrupt (the CLI exits 130); the rerun prints "resuming from step N"
-and the log is cut back to that step.
+Ctrl-C is held back while an optimizer update and its step's logging, evaluation and saving run; it then saves the
+state of the last finished step and raises KeyboardInterrupt (the CLI exits 130); the rerun prints "resuming from
+step N" and the log is cut back to that step.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from __future__ import annotations
 import copy
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,6 +93,27 @@ class Progress:
             raise ValueError(f"unknown progress fields {sorted(unknown)}")
         p.__dict__.update(d)
         return p
+
+
+class _deferred_interrupt:
+    """Hold back Ctrl-C (SIGINT) while the optimizer update and its step's bookkeeping run, and raise it after, so
+    that an interrupt never finds weights, progress and checkpoints half-updated. Main thread only (elsewhere the
+    signal cannot be caught, and it is a no-op)."""
+
+    def __enter__(self):
+        self.pending, self.old = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self.pending = True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        if self.pending and exc_type is None:
+            raise KeyboardInterrupt
 
 
 def is_better(value: float, best: float | None, mode: str) -> bool:
@@ -247,7 +270,6 @@ class Trainer:
                           "clip_len": int(cfg.data.max_clip_len * self.data.fps), "train_videos": len(self.ds),
                           "heldout_videos": len(self.held_clips), "world_size": self.world}
         self.config_yaml = dump_yaml(cfg)
-        self.updating = False  # True between an optimizer update and the end of its step's bookkeeping
         self.boundary = self._snapshot()
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -280,14 +302,13 @@ class Trainer:
             batches = EpochBatches(self.ds, prog.order, prog.epoch, prog.batch, self.n_batches, self.collate,
                                    self.rank, self.world)
             for batch in epoch_loader(batches, cfg.data.workers):
-                if self.step(batch.to(self.device)):
-                    self.after_step()
-                    if prog.step >= self.end or prog.stopped_early:
-                        break
+                if self.step(batch.to(self.device)) and (prog.step >= self.end or prog.stopped_early):
+                    break
             if prog.batch >= self.n_batches:  # epoch finished: the next step starts a new order
                 prog.epoch, prog.order, prog.batch = prog.epoch + 1, None, 0
         if self.prog.step < self.end and not self.prog.stopped_early:  # stopped by data.max_epochs
-            self.after_step(final=True)
+            with _deferred_interrupt():
+                self.after_step(final=True)
 
     def _epoch_order(self) -> list[str]:
         if not self.cfg.data.hard_negatives:
@@ -299,8 +320,8 @@ class Trainer:
         return [self.ds.video_ids[i] for i in hard_negative_order(emb, self.cfg.data.batch_videos, rng)]
 
     def step(self, batch) -> bool:
-        """One micro-batch: forward, finiteness check, backward, and the optimizer update when gradients sync.
-        Returns True when an optimizer step was completed."""
+        """One micro-batch: forward, finiteness check, backward; when gradients sync, the optimizer update and the
+        step's bookkeeping (`after_step`), with Ctrl-C deferred until both are done. True when a step completed."""
         acc = self.accelerator
         with acc.accumulate(self.model):
             try:
@@ -317,11 +338,6 @@ class Trainer:
                 raise NonFiniteError(f"non-finite loss at step {self.prog.step + 1} (epoch {self.prog.epoch}, batch "
                                      f"{self.prog.batch}, videos {batch.video_ids[:4]}): {bad}; {intact}")
             acc.backward(losses["total"])
-            if acc.sync_gradients and self.cfg.optim.grad_clip > 0:
-                acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-            self.updating = acc.sync_gradients
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
         self.prog.batch += 1
         self.n_micro += 1
         for k, v in losses.items():
@@ -329,9 +345,15 @@ class Trainer:
                 self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach().clone()
         if not acc.sync_gradients:
             return False
-        self.scheduler.step()
-        self.prog.step += 1
-        self.bar.update(1)
+        with _deferred_interrupt():
+            if self.cfg.optim.grad_clip > 0:
+                acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.prog.step += 1
+            self.bar.update(1)
+            self.after_step()
         return True
 
     def after_step(self, final: bool = False) -> None:
@@ -359,7 +381,6 @@ class Trainer:
             self.save_state()
         for cb in self.callbacks:
             cb(prog.step, record, self.raw)
-        self.updating = False
         self.boundary = self._snapshot()
 
     def _log_record(self) -> dict:
@@ -420,10 +441,8 @@ class Trainer:
         acc.wait_for_everyone()
 
     def _interrupted(self) -> None:
-        if self.updating:  # mid-update: weights and progress disagree; the last periodic state stays
-            print(f"\ninterrupted during step {self.prog.step}; {self.out / STATE} keeps the last saved step",
-                  file=sys.stderr)
-            return
+        """Ctrl-C arrives only between optimizer steps (`_deferred_interrupt`): the weights and optimizer are
+        those of the last finished step, whose progress and generators `boundary` holds."""
         self.save_state(self.boundary)
         print(f"\ninterrupted: state saved at step {self.boundary[0]['step']} in {self.out / STATE}; rerun the same "
               "command to resume", file=sys.stderr)
