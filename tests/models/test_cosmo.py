@@ -1,0 +1,305 @@
+"""CosmoModel on tiny random causal LMs of three families (Llama, GPT-2, OPT), built from configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from tests.models.tiny_lms import FAMILIES, build_lm
+from vidlang.errors import ConfigError, VidlangError
+from vidlang.models.cosmo import CosmoConfig, CosmoModel
+from vidlang.models.cosmo.layers import attend_all, attend_immediate
+
+F = 6  # feature width of the fake per-second features
+
+
+@pytest.fixture(scope="module")
+def lm_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_lms")
+    return {fam: build_lm(fam, root / fam) for fam in FAMILIES}
+
+
+def small_cfg(lm_dir, **over) -> CosmoConfig:
+    base = dict(lm_path=str(lm_dir), unimodal_depth=2, cross_attn_interval=1, compress_ratio=2, xattn_heads=2,
+                xattn_dim_head=8, feature_dim=F, visual_dim=12, resampler_depth=2, resampler_latents=3,
+                resampler_heads=2, resampler_dim_head=8, contrastive_dim=10)
+    return CosmoConfig(**{**base, **over})
+
+
+def make_model(lm_dir, seed: int = 0, gates: float | None = None, **over) -> CosmoModel:
+    torch.manual_seed(seed)
+    model = CosmoModel(small_cfg(lm_dir, **over))
+    if gates is not None:
+        for block in model.xattn.values():
+            torch.nn.init.constant_(block.attn_gate, gates)
+            torch.nn.init.constant_(block.ff_gate, gates)
+    return model
+
+
+DOCS = ["cut the <visual>onion into small pieces<|endofchunk|><visual>fry them in a pan<|endofchunk|>",
+        "<visual>add salt and pepper<|endofchunk|><visual>serve the soup<|endofchunk|>"]
+
+
+def batch(model, docs=DOCS, clips: int = 2, seconds: int = 4, pad_to: int | None = None, seed: int = 1):
+    tok = model.tokenizer
+    rows = [model.prefix_ids + tok(d, add_special_tokens=False)["input_ids"] for d in docs]
+    t = pad_to or max(len(r) for r in rows)
+    ids = torch.full((len(rows), t), model.pad_token_id)
+    mask = torch.zeros(len(rows), t, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    g = torch.Generator().manual_seed(seed)
+    media = torch.randn(len(rows), clips, seconds, F, generator=g)
+    media_mask = torch.ones(len(rows), clips, seconds, dtype=torch.bool)
+    media_mask[0, 1, 3:] = False  # a shorter second clip
+    return ids, mask, media, media_mask
+
+
+def non_special(model, logits):
+    keep = torch.ones(model.vocab_size, dtype=torch.bool)
+    keep[model.special_ids] = False
+    return logits[..., keep[: logits.shape[-1]]]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gates_at_zero_give_the_text_only_lm(lm_dirs, family):
+    model = make_model(lm_dirs[family])
+    ids, mask, media, mm = batch(model)
+    out = model(ids, mask, media, mm)
+    real = mask.bool()
+    torch.testing.assert_close(out["logits"][real], model.text_only_logits(ids, mask)[real], rtol=0, atol=1e-5)
+    # and on plain text the stock transformers model itself (special-token columns aside)
+    tok = model.tokenizer
+    enc = tok(["cut the onion into small pieces", "fry"], return_tensors="pt", padding=True)
+    stock = model.lm(**enc).logits
+    mine = model.text_only_logits(enc["input_ids"], enc["attention_mask"])[..., : stock.shape[-1]]
+    real = enc["attention_mask"].bool()
+    torch.testing.assert_close(non_special(model, mine)[real], non_special(model, stock)[real], rtol=0, atol=1e-5)
+    # open gates change the logits (the comparison above can fail)
+    opened = make_model(lm_dirs[family], gates=0.5)
+    assert (opened(ids, mask, media, mm)["logits"] - out["logits"]).abs().max() > 1e-3
+
+
+def test_output_keys_and_shapes(lm_dirs):
+    model = make_model(lm_dirs["llama"])
+    ids, mask, media, mm = batch(model)
+    out = model(ids, mask, media, mm)
+    assert out["logits"].shape == (*ids.shape, model.vocab_size)
+    assert out["pooled_text"].shape == out["pooled_video"].shape == (2, 10)
+    assert out["logit_scale"].shape == ()
+    torch.testing.assert_close(out["logit_scale"].exp(), torch.tensor(5.0))
+    clip = make_model(lm_dirs["llama"], contrastive_unit="clip")
+    out = clip(ids, mask, media, mm)
+    assert out["pooled_text"].shape == out["pooled_video"].shape == (4, 10)
+
+
+def test_lm_targets_skip_visual_and_padding(lm_dirs):
+    model = make_model(lm_dirs["gpt2"])
+    ids, mask, _, _ = batch(model)
+    tgt = model.lm_targets(ids, mask)
+    for i in range(ids.shape[0]):
+        n = int(mask[i].sum())
+        for t in range(ids.shape[1]):
+            expect = int(ids[i, t + 1]) if t + 1 < n and int(ids[i, t + 1]) != model.visual_token_id else -100
+            assert int(tgt[i, t]) == expect
+    assert (tgt == model.eoc_token_id).sum() == 4  # <|endofchunk|> is predicted
+
+
+@pytest.mark.parametrize("family", ["llama", "opt"])
+def test_trainable_parts_get_gradients_and_only_they(lm_dirs, family):
+    model = make_model(lm_dirs[family], gates=0.3)
+    ids, mask, media, mm = batch(model)
+    out = model(ids, mask, media, mm)
+    tgt = out["lm_targets"]
+    loss = torch.nn.functional.cross_entropy(out["logits"].flatten(0, 1), tgt.flatten(), ignore_index=-100)
+    loss = loss + out["pooled_text"].square().mean() + out["pooled_video"].square().mean() + out["logit_scale"]
+    loss.backward()
+    got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    trainable = model.trainable_parameter_names()
+    assert not any(n.startswith("lm.") for n in trainable)
+    assert got == trainable
+    assert {"special_embed", "special_head", "log_logit_scale"} <= trainable
+    assert any(n.startswith("xattn.") for n in trainable) and any(n.startswith("resampler.") for n in trainable)
+
+
+def test_lm_trainable_option(lm_dirs):
+    model = make_model(lm_dirs["llama"], gates=0.3, lm_trainable=True)
+    ids, mask, media, mm = batch(model)
+    out = model(ids, mask, media, mm)
+    torch.nn.functional.cross_entropy(out["logits"].flatten(0, 1), out["lm_targets"].flatten()).backward()
+    lm_grads = [n for n, p in model.lm.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert lm_grads and model.lm.training
+
+
+def test_each_token_sees_only_its_most_recent_clip(lm_dirs):
+    model = make_model(lm_dirs["llama"], gates=0.8)
+    model.eval()
+    ids, mask, media, mm = batch(model)
+    text_time = (ids == model.visual_token_id).long().cumsum(-1)
+    assert int(text_time[0, 0]) == 0  # row 0 starts with text before its first <visual>
+    real = mask.bool()
+    _, tokens = model.encode_media(media, mm)
+    block = model.xattn["2"]
+    x = torch.randn(*ids.shape, model.lm.config.hidden_size)
+    base = block(x, block.media_kv(tokens), text_time, real) - x
+    for clip in range(2):
+        changed = tokens.clone()
+        changed[:, clip] += 1.0
+        diff = (block(x, block.media_kv(changed), text_time, real) - x - base).abs().amax(-1).detach()
+        assert bool((diff[(text_time == clip + 1) & real] > 1e-4).all())
+        assert float(diff[(text_time != clip + 1) & real].max()) == 0.0
+    # Through the whole model: a clip cannot reach tokens before its own <visual> (later chunks do see it
+    # indirectly, through self-attention to the earlier chunk's tokens, as in the release).
+    out = model(ids, mask, media, mm)["logits"]
+    changed = media.clone()
+    changed[:, 1] += 3.0
+    diff = (model(ids, mask, changed, mm)["logits"] - out).abs().amax(-1).detach()
+    assert float(diff[(text_time < 2) & real].max()) == 0.0
+    assert bool((diff[(text_time == 2) & real] > 1e-4).all())
+
+
+def test_attend_all_media_option(lm_dirs):
+    model = make_model(lm_dirs["llama"], gates=0.8, only_attend_immediate_media=False)
+    ids, mask, media, mm = batch(model)
+    vis = (ids == model.visual_token_id).long().cumsum(-1)
+    base = model(ids, mask, media, mm)["logits"]
+    changed = media.clone()
+    changed[:, 0] += 3.0
+    diff = (model(ids, mask, changed, mm)["logits"] - base).abs().amax(-1).detach()
+    assert bool((diff[(vis >= 1) & mask.bool()] > 1e-4).all())
+    assert float(diff[vis == 0].max()) == 0.0  # text before the first <visual> sees no clip
+
+
+def test_packed_immediate_attention_equals_masked_attention():
+    g = torch.Generator().manual_seed(0)
+    b, t, h, e, m, n = 3, 11, 2, 4, 3, 5
+    q = torch.randn(b, t, h, e, generator=g, requires_grad=True)
+    k = torch.randn(b, m, h, n, e, generator=g, requires_grad=True)
+    v = torch.randn(b, m, h, n, e, generator=g, requires_grad=True)
+    text_time = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3], [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2],
+                              [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    sees = (text_time > 0) & torch.tensor([True] * 9 + [False] * 2)
+    fast = attend_immediate(q, k, v, text_time, sees)
+    naive = attend_all(q, k, v, text_time, sees, immediate=True)
+    torch.testing.assert_close(fast, naive)
+    gf = torch.autograd.grad(fast.square().sum(), (q, k, v))
+    gn = torch.autograd.grad(naive.square().sum(), (q, k, v))
+    for a, c in zip(gf, gn):
+        torch.testing.assert_close(a, c)
+    assert float(fast[~sees].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("unit", ["document", "clip"])
+def test_pooling_is_invariant_to_padding_length(lm_dirs, unit):
+    model = make_model(lm_dirs["opt"], contrastive_unit=unit)
+    model.eval()
+    ids, mask, media, mm = batch(model)
+    ids2, mask2, _, _ = batch(model, pad_to=ids.shape[1] + 7)
+    a = model(ids, mask, media, mm)["pooled_text"]
+    b = model(ids2, mask2, media, mm)["pooled_text"]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model.embed_text(ids2, mask2, clips=2),
+                               torch.nn.functional.normalize(a, dim=-1), rtol=0, atol=1e-5)
+
+
+def test_unimodal_state_is_read_after_unimodal_depth_layers(lm_dirs):
+    model = make_model(lm_dirs["llama"], unimodal_depth=3)
+    ids, mask, media, mm = batch(model)
+    from vidlang.models.cosmo import MediaContext
+
+    ctx = MediaContext(media=None, stop_after_unimodal=True)
+    model.run_lm(ids, mask, ctx)
+    states = model.lm.base_model(inputs_embeds=model.embed_tokens(ids), attention_mask=mask,
+                                 output_hidden_states=True).hidden_states
+    real = mask.bool()
+    torch.testing.assert_close(ctx.unimodal[real], states[3][real])  # hidden_states[0]: the embeddings
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generation_with_and_without_cache_agree(lm_dirs, family):
+    model = make_model(lm_dirs[family], gates=0.5)
+    model.eval()
+    ids, mask, media, mm = batch(model)
+    greedy = model.generate(ids, mask, media, mm, max_new_tokens=6)
+    assert greedy == model.generate(ids, mask, media, mm, max_new_tokens=6, use_cache=False)
+    assert all(len(s) == 6 for s in greedy)
+    beams = model.generate(ids, mask, media, mm, max_new_tokens=6, num_beams=3)
+    assert beams == model.generate(ids, mask, media, mm, max_new_tokens=6, num_beams=3, use_cache=False)
+    # a row generated alone gives the same tokens as in the (differently padded) batch
+    alone = model.generate(ids[1:, : int(mask[1].sum())], mask[1:, : int(mask[1].sum())], media[1:], mm[1:],
+                           max_new_tokens=6)
+    assert alone[0] == greedy[1]
+
+
+def test_greedy_continuation_maximises_each_step(lm_dirs):
+    model = make_model(lm_dirs["gpt2"], gates=0.5)
+    model.eval()
+    ids, mask, media, mm = batch(model, docs=DOCS[1:])
+    out = model.generate(ids, mask, media, mm, max_new_tokens=4)[0]
+    seq = torch.cat([ids, torch.tensor([out])], dim=1)
+    logits = model(seq, torch.ones_like(seq), media, mm)["logits"]
+    logits[..., model.visual_token_id] = float("-inf")
+    assert logits[0, ids.shape[1] - 1 : -1].argmax(-1).tolist() == out
+
+
+def test_log_likelihood_matches_forward(lm_dirs):
+    model = make_model(lm_dirs["llama"], gates=0.5)
+    model.eval()
+    ids, mask, media, mm = batch(model)
+    target = torch.zeros_like(mask)
+    target[:, 3:7] = 1
+    ll = model.log_likelihood(ids, mask, media, mm, target)
+    logp = torch.log_softmax(model(ids, mask, media, mm)["logits"], -1)
+    manual = torch.stack([sum(logp[i, t - 1, ids[i, t]] for t in range(3, 7)) for i in range(2)])
+    torch.testing.assert_close(ll["sum"], manual)
+    assert ll["tokens"].tolist() == [4, 4]
+    text_only = model.log_likelihood(ids, mask, None, None, target)["sum"]
+    assert (text_only - ll["sum"]).abs().max() > 1e-4
+
+
+def test_save_load_round_trip(lm_dirs, tmp_path):
+    model = make_model(lm_dirs["opt"], gates=0.4)
+    model.eval()
+    ids, mask, media, mm = batch(model)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = CosmoModel.from_pretrained(tmp_path / "ckpt")
+    loaded.eval()
+    a, b = model(ids, mask, media, mm), loaded(ids, mask, media, mm)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    # a checkpoint names its LM: another LM at the recorded path is refused
+    other = build_lm("opt", tmp_path / "other_lm", seed=1)
+    with pytest.raises(VidlangError, match="not the one this checkpoint was trained on"):
+        CosmoModel.from_pretrained(tmp_path / "ckpt", lm_path=str(other))
+
+
+def test_truncation_keeps_the_first_layers(lm_dirs):
+    model = make_model(lm_dirs["llama"], lm_layers=3)
+    assert model.lm.config.num_hidden_layers == 3 and model.xattn_layers == [2]
+    ids, mask, _, _ = batch(model)
+    from transformers import AutoModelForCausalLM
+
+    full = AutoModelForCausalLM.from_pretrained(str(lm_dirs["llama"]))
+    full.eval()
+    states = full.model(input_ids=torch.where(ids >= 400, 0, ids), attention_mask=mask,
+                        output_hidden_states=True).hidden_states
+    assert len(states) == 5  # embeddings + 4 layers: the folder itself is untouched
+    assert dataclasses.replace(model.cfg).lm_layers == 3
+
+
+def test_input_errors_are_one_line(lm_dirs, tiny_text_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="not a causal language model") as e:
+        CosmoModel(small_cfg(tiny_text_model_dir))
+    assert "\n" not in str(e.value) and "BertModel" in str(e.value)
+    with pytest.raises(ConfigError, match="unimodal_depth=4 must be smaller than the number of LM layers") as e:
+        CosmoModel(small_cfg(lm_dirs["gpt2"], unimodal_depth=4))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="no config.json"):
+        CosmoModel(small_cfg(tmp_path / "missing"))
+    from vidlang.config import from_dict
+
+    with pytest.raises(ConfigError, match="unimodal_depth 3 must be < lm_layers 3"):
+        from_dict(CosmoConfig, {"lm_layers": 3, "unimodal_depth": 3})
