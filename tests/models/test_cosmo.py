@@ -303,3 +303,20 @@ def test_input_errors_are_one_line(lm_dirs, tiny_text_model_dir, tmp_path):
 
     with pytest.raises(ConfigError, match="unimodal_depth 3 must be < lm_layers 3"):
         from_dict(CosmoConfig, {"lm_layers": 3, "unimodal_depth": 3})
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_greedy_with_closed_gates_is_the_stock_lms_greedy(lm_dirs, family):
+    """Our generation loop (cache, positions, left padding) against transformers' own `generate`."""
+    model = make_model(lm_dirs[family])
+    model.eval()
+    tok = model.tokenizer
+    tok.padding_side = "left"
+    enc = tok(["cut the onion into", "fry"], return_tensors="pt", padding=True)
+    media = torch.zeros(2, 1, 2, F)
+    ours = model.generate(enc["input_ids"], enc["attention_mask"], media, torch.ones(2, 1, 2, dtype=torch.bool),
+                          max_new_tokens=8)
+    theirs = model.lm.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=model.pad_token_id)
+    for i, row in enumerate(theirs[:, enc["input_ids"].shape[1]:].tolist()):
+        stop = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
+        assert ours[i][:stop] == row[:stop] and stop >= 2
