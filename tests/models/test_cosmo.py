@@ -108,9 +108,9 @@ def test_lm_targets_skip_visual_and_padding(lm_dirs):
     assert (tgt == model.eoc_token_id).sum() == 4  # <|endofchunk|> is predicted
 
 
-@pytest.mark.parametrize("family", ["llama", "opt"])
-def test_trainable_parts_get_gradients_and_only_they(lm_dirs, family):
-    model = make_model(lm_dirs[family], gates=0.3)
+@pytest.mark.parametrize("family, special", [("llama", False), ("opt", True)])
+def test_trainable_parts_get_gradients_and_only_they(lm_dirs, family, special):
+    model = make_model(lm_dirs[family], gates=0.3, train_special_tokens=special)
     ids, mask, media, mm = batch(model)
     out = model(ids, mask, media, mm)
     tgt = out["lm_targets"]
@@ -121,7 +121,7 @@ def test_trainable_parts_get_gradients_and_only_they(lm_dirs, family):
     trainable = model.trainable_parameter_names()
     assert not any(n.startswith("lm.") for n in trainable)
     assert got == trainable
-    assert {"special_embed", "special_head", "log_logit_scale"} <= trainable
+    assert {"special_head", "log_logit_scale"} <= trainable and ("special_embed" in trainable) == special
     assert any(n.startswith("xattn.") for n in trainable) and any(n.startswith("resampler.") for n in trainable)
 
 
@@ -320,3 +320,16 @@ def test_greedy_with_closed_gates_is_the_stock_lms_greedy(lm_dirs, family):
     for i, row in enumerate(theirs[:, enc["input_ids"].shape[1]:].tolist()):
         stop = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
         assert ours[i][:stop] == row[:stop] and stop >= 2
+
+
+@pytest.mark.parametrize("family", ["llama", "opt"])
+def test_output_logits_are_the_lm_head_plus_special_rows(lm_dirs, family):
+    model = make_model(lm_dirs[family])
+    hidden = torch.randn(2, 40, model.lm.config.hidden_size)  # 80 rows: the extended-weight path
+    reference = model.lm.get_output_embeddings()(hidden)
+    reference = torch.cat([reference, reference.new_zeros(2, 40, model.vocab_size - reference.shape[-1])], -1)
+    reference[..., model.special_ids] = hidden @ model.special_head.T
+    many = model.output_logits(hidden)
+    few = torch.cat([model.output_logits(hidden[:, i : i + 1]) for i in range(40)], dim=1)  # column path
+    torch.testing.assert_close(many, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(few, reference, rtol=1e-5, atol=1e-5)

@@ -39,6 +39,7 @@ class CosmoConfig:
     # Keep only the LM's first N decoder layers (0 = all); on CPU the demo keeps a few layers of SmolLM2.
     lm_layers: int = 0
     # Lower layers that see text only; their output is the contrastive text state. Release: 12 (of OPT-IML's 24).
+    # 0 = Flamingo's layout (cross-attention from the first layer on; the text state is then the embeddings).
     unimodal_depth: int = 12
     # A gated cross-attention block before decoder layer i when i >= unimodal_depth and
     # (i - unimodal_depth) % cross_attn_interval == 0. Release base_180m: interval_layer 2.
@@ -53,6 +54,10 @@ class CosmoConfig:
     only_attend_immediate_media: bool = True
     # The LM's weights train too (release: frozen).
     lm_trainable: bool = False
+    # The input rows of <visual> and <|endofchunk|> train. Release: frozen (its resized rows keep their init);
+    # training them makes every step back-propagate through the unimodal layers too. Their output rows always
+    # train (cheap: no gradient enters the LM for them).
+    train_special_tokens: bool = False
     # Per-second feature width of the store; 0 = set from the feature store when the model is built.
     feature_dim: int = 0
     # Resampler width; 0 = feature_dim (the release runs its resampler at the vision encoder's width), otherwise
@@ -77,8 +82,8 @@ class CosmoConfig:
     def validate(self) -> None:
         if self.lm_layers < 0:
             raise ValueError(f"lm_layers must be >= 0, got {self.lm_layers}")
-        if self.unimodal_depth < 1:
-            raise ValueError(f"unimodal_depth must be >= 1, got {self.unimodal_depth}")
+        if self.unimodal_depth < 0:
+            raise ValueError(f"unimodal_depth must be >= 0, got {self.unimodal_depth}")
         if self.lm_layers and self.unimodal_depth >= self.lm_layers:
             raise ValueError(f"unimodal_depth {self.unimodal_depth} must be < lm_layers {self.lm_layers} "
                              "(at least one multimodal layer)")

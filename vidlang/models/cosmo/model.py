@@ -25,8 +25,10 @@ Where this differs from the release, and why:
   document (the release only has the document form).
 - Temperature: a learnable log inverse temperature initialised at log(1/0.2) and clamped at log(100) (the
   release multiplies by exp(0.2): its 0.2 is used as the log-scale itself and never clamped).
-- Special tokens: separate trainable rows instead of `resize_token_embeddings` (the release resizes and keeps
-  the new rows frozen at their random init). With a frozen LM its dropout is off (eval mode).
+- Special tokens: their own rows instead of `resize_token_embeddings`; input rows frozen by default as in the
+  release (`train_special_tokens`), but initialised from the LM's mean and end-of-text rows instead of random,
+  and output rows that train (the release's stay at their random init, so only the cross-attention can make
+  `<|endofchunk|>` predictable). With a frozen LM its dropout is off (eval mode).
 - Padded seconds of a clip are masked in the resampler (the release's clips are fixed frame sets).
 - Gradient checkpointing of the LM is not supported (the cross-attention runs in hooks that a recomputation
   would replay outside the forward call).
@@ -43,6 +45,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidlang.errors import ConfigError, VidlangError
@@ -120,11 +123,21 @@ class CosmoModel(nn.Module):
             raise ConfigError(f"cosmo.lm_path: the tokenizer ({len(tok)} tokens) does not fit the LM's "
                               f"vocabulary of {self.lm_vocab}")
         self.vocab_size = max(self.lm_vocab, max(ids) + 1)
+        # When the special ids are exactly the ids after the LM's vocabulary, their logits are appended columns
+        # (in id order); otherwise they overwrite unused columns of the LM's vocabulary.
+        appended = sorted(ids) == list(range(self.lm_vocab, self.lm_vocab + len(ids)))
+        self._special_order = sorted(range(len(ids)), key=lambda i: ids[i]) if appended else None
         self.register_buffer("special_ids", torch.tensor(ids), persistent=False)
-        # Both new rows start at the mean of the LM's rows (transformers' mean_resizing does the same for
-        # resized embeddings): a neutral input and a low initial probability for <|endofchunk|>.
+        # Input rows: <visual> starts at the mean of the LM's rows (transformers' mean_resizing does the same for
+        # resized embeddings), <|endofchunk|> at the LM's own end-of-text row when it has one, so that the two
+        # differ even when they stay frozen. Output rows start at the mean: a low initial probability.
         with torch.no_grad():
-            self.special_embed = nn.Parameter(emb.weight.float().mean(0).repeat(2, 1).to(emb.weight.dtype))
+            rows = emb.weight.float().mean(0).repeat(2, 1)
+            eos = tok.eos_token_id
+            if eos is not None and eos < emb.weight.shape[0]:
+                rows[1] = emb.weight[eos].float()
+            self.special_embed = nn.Parameter(rows.to(emb.weight.dtype),
+                                              requires_grad=self.cfg.train_special_tokens)
             self.special_head = nn.Parameter(out.weight.float().mean(0).repeat(2, 1).to(out.weight.dtype))
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.pad_token_id = int(pad) if pad is not None else 0
@@ -139,13 +152,26 @@ class CosmoModel(nn.Module):
         return torch.where(is_special.unsqueeze(-1), sp, e)
 
     def output_logits(self, hidden: Tensor) -> Tensor:
-        """Shapes: final hidden states (B, T, H) -> logits (B, T, vocab_size); special tokens from special_head."""
-        logits = self.lm.get_output_embeddings()(hidden)
+        """Shapes: final hidden states (B, T, H) -> logits (B, T, vocab_size); special tokens from special_head.
+
+        The LM head is a 49k-row matmul for SmolLM2, the largest single cost of a step once the LM is truncated,
+        so the logits are written once: when the special ids follow the LM's vocabulary, either the head weight
+        is extended by the two rows (many tokens: copying the weight is cheaper than copying the logits) or the
+        two columns are appended (few tokens, e.g. generation).
+        """
+        head = self.lm.get_output_embeddings()
+        special_rows = self.special_head.to(hidden.dtype)
+        if self._special_order is not None and isinstance(head, nn.Linear):
+            rows = special_rows[self._special_order]
+            if hidden.shape[:-1].numel() > head.weight.shape[1]:
+                bias = None if head.bias is None else torch.cat([head.bias, head.bias.new_zeros(len(rows))])
+                return F.linear(hidden, torch.cat([head.weight, rows.to(head.weight.dtype)]), bias)
+            return torch.cat([head(hidden), F.linear(hidden, rows)], dim=-1)
+        logits = head(hidden)
         if self.vocab_size > self.lm_vocab:
             pad = logits.new_zeros(*logits.shape[:-1], self.vocab_size - self.lm_vocab)
             logits = torch.cat([logits, pad], dim=-1)
-        special = hidden.to(self.special_head.dtype) @ self.special_head.T
-        return logits.index_copy(-1, self.special_ids, special.to(logits.dtype))
+        return logits.index_copy(-1, self.special_ids, F.linear(hidden, special_rows).to(logits.dtype))
 
     # -- hooks and the LM call -------------------------------------------------------------------------------
     def _layer_pre_hook(self, index: int, module: nn.Module, args: tuple, kwargs: dict):
