@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.models.tiny_lms import build_lm
+from tests.models.tiny_lms import build_lm, one_thread  # noqa: F401  (autouse fixture)
 from vidlang.config import from_dict
 from vidlang.data import FeatureStore
 from vidlang.data.interleaved import (END_OF_CHUNK, VISUAL, InterleavedBatch, InterleavedCollate, InterleavedConfig,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 CORPUS = [
     "cut the onion into small pieces and put them in a bowl",
     "fry the onions in a pan with some oil until they are golden",
@@ -65,3 +67,16 @@ def build_lm(family: str, out: Path, layers: int = 4, seed: int = 0) -> Path:
         raise ValueError(family)
     model.save_pretrained(out)
     return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run on one thread: with several intra-op threads on a busy 2-core machine every small op
+    waits for its worker threads to be scheduled (measured here: 6 greedy tokens of the tiny GPT-2 took 2 s
+    with the default threads while other jobs ran, 0.02-0.07 s with one)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -370,7 +370,8 @@ class CosmoModel(nn.Module):
 
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.saved_state().items()}
+        # clone: safetensors refuses tensors that share memory (a trainable LM's tied embedding and head)
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.saved_state().items()}
         with atomic_path(dest / "cosmo.safetensors") as tmp:
             save_file(state, str(tmp))
         meta = {"config": to_dict(self.cfg), "lm_dir": str(self.lm_dir.resolve()),
@@ -381,7 +382,8 @@ class CosmoModel(nn.Module):
     @classmethod
     def from_pretrained(cls, src: str | Path, lm_path: str | None = None) -> "CosmoModel":
         """Load what `save_pretrained` wrote; strict: the weights must match exactly, and a frozen LM must be the
-        one the checkpoint was trained on (same digest). `lm_path` overrides the recorded LM folder."""
+        one the checkpoint was trained on (same digest). `lm_path` overrides the configured LM folder (`lm_dir`
+        in cosmo.json records where it was)."""
         from safetensors.torch import load_file
 
         from vidlang.config import from_dict
@@ -391,8 +393,8 @@ class CosmoModel(nn.Module):
         if not meta_path.is_file() or not weights.is_file():
             raise VidlangError(f"{src}: not a COSMO checkpoint (needs cosmo.json and cosmo.safetensors)")
         meta = json.loads(meta_path.read_text())
-        cfg = from_dict(CosmoConfig, {**meta["config"], "lm_path": lm_path or meta["config"]["lm_path"]
-                                      or meta["lm_dir"]})
+        cfg = from_dict(CosmoConfig, {**meta["config"],
+                                      "lm_path": meta["config"]["lm_path"] if lm_path is None else lm_path})
         model = cls(cfg)
         if meta.get("lm_digest") and model.lm_digest() != meta["lm_digest"]:
             raise VidlangError(f"{src}: the LM at {model.lm_dir} is not the one this checkpoint was trained on "
