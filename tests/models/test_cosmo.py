@@ -337,3 +337,30 @@ def test_output_logits_are_the_lm_head_plus_special_rows(lm_dirs, family):
     few = torch.cat([model.output_logits(hidden[:, i : i + 1]) for i in range(40)], dim=1)  # column path
     torch.testing.assert_close(many, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(few, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_level_captioning_and_scoring(lm_dirs):
+    from vidlang.models.cosmo.generate import caption_clips, score_texts
+
+    model = make_model(lm_dirs["gpt2"], gates=0.5)
+    model.eval()
+    g = torch.Generator().manual_seed(3)
+    clips = [torch.randn(4, F, generator=g), torch.randn(2, F, generator=g)]
+    caps = caption_clips(model, clips, max_new_tokens=5)
+    prompt = torch.tensor([model.prefix_ids + [model.visual_token_id]])
+    zero_shot = model.generate(prompt, torch.ones_like(prompt), clips[0][None, None],
+                               torch.ones(1, 1, 4, dtype=torch.bool), max_new_tokens=5)
+    assert caps[0] == model.tokenizer.decode(zero_shot[0], skip_special_tokens=True).strip()
+    two_shot = caption_clips(model, clips, max_new_tokens=5, examples=[(clips[1], "fry the onions")] * 2)
+    assert len(two_shot) == 2 and all(isinstance(c, str) for c in two_shot)
+    texts = ["cut the onion", "serve the soup hot"]
+    scores = score_texts(model, clips, texts)
+    for clip, text, score in zip(clips, texts, scores):  # against log_likelihood on a hand-built document
+        ids = model.tokenizer("<visual>" + text + "<|endofchunk|>", add_special_tokens=False,
+                              return_tensors="pt")["input_ids"]
+        target = torch.ones_like(ids)
+        target[0, 0] = 0
+        ll = model.log_likelihood(ids, torch.ones_like(ids), clip[None, None],
+                                  torch.ones(1, 1, clip.shape[0], dtype=torch.bool), target)
+        torch.testing.assert_close(score, ll["sum"][0] / ll["tokens"][0])
+    assert (score_texts(model, clips, texts, text_only=True) - scores).abs().max() > 1e-4

@@ -180,3 +180,75 @@ def log_likelihood(model, input_ids: Tensor, attention_mask: Tensor, media: Tens
     tok_lp = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, T-1): log p(token t+1 | <= t)
     sel = target_mask[:, 1:].bool() & attention_mask[:, 1:].bool()
     return {"sum": (tok_lp * sel).sum(-1), "tokens": sel.sum(-1)}
+
+
+# -- clip-level helpers (captioning and multiple-choice scoring on per-second features) ---------------------------
+
+
+def _pack(model, docs: list[list[int]], clips: list[list[Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Right-pad token lists and clip feature lists into (input_ids, attention_mask, media, media_mask)."""
+    b, t = len(docs), max(len(d) for d in docs)
+    ids = torch.full((b, t), model.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((b, t), dtype=torch.long)
+    for i, d in enumerate(docs):
+        ids[i, : len(d)], mask[i, : len(d)] = torch.tensor(d), 1
+    m = max(len(c) for c in clips)
+    s = max(x.shape[0] for c in clips for x in c)
+    f = clips[0][0].shape[-1]
+    media = torch.zeros(b, m, s, f)
+    media_mask = torch.zeros(b, m, s, dtype=torch.bool)
+    for i, c in enumerate(clips):
+        for j, x in enumerate(c):
+            media[i, j, : x.shape[0]] = torch.as_tensor(x, dtype=torch.float32)
+            media_mask[i, j, : x.shape[0]] = True
+    return ids, mask, media, media_mask
+
+
+@torch.no_grad()
+def caption_clips(model, clips: list, max_new_tokens: int = 20, num_beams: int = 1,
+                  examples: list[tuple] = (), max_tokens: int = 256, batch_size: int = 16) -> list[str]:
+    """Generate a caption for each clip (features (S, F)), optionally after in-context examples.
+
+    `examples`: (features (S, F), caption) pairs shown before every query clip as
+    ``<visual>caption<|endofchunk|>`` chunks (k-shot); the prompt then ends with the query's `<visual>`.
+    """
+    collate = model.make_collate(max_tokens)
+    prompt, _ = collate.document_ids([c for _, c in examples], open_end=True)
+    shots = [torch.as_tensor(f, dtype=torch.float32) for f, _ in examples]
+    out: list[str] = []
+    for k in range(0, len(clips), batch_size):
+        chunk = clips[k : k + batch_size]
+        ids, mask, media, mm = _pack(model, [prompt] * len(chunk),
+                                     [shots + [torch.as_tensor(c, dtype=torch.float32)] for c in chunk])
+        for seq in generate(model, ids, mask, media, mm, max_new_tokens=max_new_tokens, num_beams=num_beams):
+            out.append(model.tokenizer.decode(seq, skip_special_tokens=True).strip())
+    return out
+
+
+@torch.no_grad()
+def score_texts(model, clips: list, texts: list[str], text_only: bool = False, per_token: bool = True,
+                max_tokens: int = 128, batch_size: int = 32) -> Tensor:
+    """Log-likelihood of each text given its clip: log p(text <|endofchunk|> | <visual>, clip).
+
+    Shapes: N clips (features (S, F)) and N texts -> (N,) scores (mean per scored token with `per_token`, else
+    the sum). `text_only` scores with the LM alone (no cross-attention: the gates-at-0 baseline). For
+    multiple-choice QA, pass the question's clip once per candidate and take the argmax over its candidates.
+    """
+    if len(clips) != len(texts):
+        raise ValueError(f"{len(clips)} clips but {len(texts)} texts")
+    collate = model.make_collate(max_tokens)
+    scores = []
+    for k in range(0, len(texts), batch_size):
+        docs, targets = [], []
+        for text in texts[k : k + batch_size]:
+            ids, spans = collate.document_ids([text])
+            docs.append(ids)
+            targets.append((spans[0][0], spans[0][1] + 1))  # the text and its <|endofchunk|>
+        ids, mask, media, mm = _pack(model, docs, [[torch.as_tensor(c, dtype=torch.float32)]
+                                                   for c in clips[k : k + batch_size]])
+        target = torch.zeros_like(mask)
+        for i, (s, e) in enumerate(targets):
+            target[i, s:e] = 1
+        ll = log_likelihood(model, ids, mask, None if text_only else media, None if text_only else mm, target)
+        scores.append(ll["sum"] / ll["tokens"].clamp_min(1) if per_token else ll["sum"])
+    return torch.cat(scores)
