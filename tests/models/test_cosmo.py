@@ -364,3 +364,32 @@ def test_clip_level_captioning_and_scoring(lm_dirs):
                                   torch.ones(1, 1, clip.shape[0], dtype=torch.bool), target)
         torch.testing.assert_close(score, ll["sum"][0] / ll["tokens"][0])
     assert (score_texts(model, clips, texts, text_only=True) - scores).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_beam_search_with_closed_gates_is_the_stock_lms(lm_dirs, family):
+    """Beam search against transformers' (same heuristic stop, length penalty); the stop token is one the
+    model emits often, so hypotheses finish at different lengths. (Not OPT: there our special-token logits
+    replace two columns of its vocabulary, which changes the log-softmax normalisation beams compare.)"""
+    from collections import Counter
+
+    model = make_model(lm_dirs[family])
+    model.eval()
+    tok = model.tokenizer
+    tok.padding_side = "left"
+    enc = tok(["cut the onion into", "fry", "a person is", "add salt and"], return_tensors="pt", padding=True)
+    media, mm = torch.zeros(4, 1, 2, F), torch.ones(4, 1, 2, dtype=torch.bool)
+    greedy = model.generate(enc["input_ids"], enc["attention_mask"], media, mm, max_new_tokens=10, eos_token_id=-1)
+    stops = [t for t, _ in Counter(t for g in greedy for t in g).most_common(2)]
+    finished_early = 0
+    for eos in stops:
+        for beams, penalty in ((2, 1.0), (3, 1.0), (4, 0.5), (3, 2.0)):
+            ours = model.generate(enc["input_ids"], enc["attention_mask"], media, mm, max_new_tokens=10,
+                                  num_beams=beams, eos_token_id=eos, length_penalty=penalty)
+            theirs = model.lm.generate(**enc, max_new_tokens=10, do_sample=False, num_beams=beams,
+                                       pad_token_id=model.pad_token_id, eos_token_id=eos, length_penalty=penalty)
+            theirs = [row[: row.index(eos)] if eos in row else row
+                      for row in theirs[:, enc["input_ids"].shape[1]:].tolist()]
+            assert ours == theirs
+            finished_early += sum(len(s) < 10 for s in ours)
+    assert finished_early > 0

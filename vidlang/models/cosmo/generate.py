@@ -11,6 +11,7 @@ mask). `<visual>` is never generated. Results are token-id lists without the pro
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -185,6 +186,11 @@ def log_likelihood(model, input_ids: Tensor, attention_mask: Tensor, media: Tens
 # -- clip-level helpers (captioning and multiple-choice scoring on per-second features) ---------------------------
 
 
+def _features(x) -> Tensor:
+    """A clip's (S, F) features as a float32 tensor (a copy: store arrays are read-only memory maps)."""
+    return x.float() if isinstance(x, Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
+
+
 def _pack(model, docs: list[list[int]], clips: list[list[Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Right-pad token lists and clip feature lists into (input_ids, attention_mask, media, media_mask)."""
     b, t = len(docs), max(len(d) for d in docs)
@@ -199,7 +205,7 @@ def _pack(model, docs: list[list[int]], clips: list[list[Tensor]]) -> tuple[Tens
     media_mask = torch.zeros(b, m, s, dtype=torch.bool)
     for i, c in enumerate(clips):
         for j, x in enumerate(c):
-            media[i, j, : x.shape[0]] = torch.as_tensor(x, dtype=torch.float32)
+            media[i, j, : x.shape[0]] = x
             media_mask[i, j, : x.shape[0]] = True
     return ids, mask, media, media_mask
 
@@ -214,12 +220,12 @@ def caption_clips(model, clips: list, max_new_tokens: int = 20, num_beams: int =
     """
     collate = model.make_collate(max_tokens)
     prompt, _ = collate.document_ids([c for _, c in examples], open_end=True)
-    shots = [torch.as_tensor(f, dtype=torch.float32) for f, _ in examples]
+    shots = [_features(f) for f, _ in examples]
     out: list[str] = []
     for k in range(0, len(clips), batch_size):
         chunk = clips[k : k + batch_size]
         ids, mask, media, mm = _pack(model, [prompt] * len(chunk),
-                                     [shots + [torch.as_tensor(c, dtype=torch.float32)] for c in chunk])
+                                     [shots + [_features(c)] for c in chunk])
         for seq in generate(model, ids, mask, media, mm, max_new_tokens=max_new_tokens, num_beams=num_beams):
             out.append(model.tokenizer.decode(seq, skip_special_tokens=True).strip())
     return out
@@ -244,8 +250,7 @@ def score_texts(model, clips: list, texts: list[str], text_only: bool = False, p
             ids, spans = collate.document_ids([text])
             docs.append(ids)
             targets.append((spans[0][0], spans[0][1] + 1))  # the text and its <|endofchunk|>
-        ids, mask, media, mm = _pack(model, docs, [[torch.as_tensor(c, dtype=torch.float32)]
-                                                   for c in clips[k : k + batch_size]])
+        ids, mask, media, mm = _pack(model, docs, [[_features(c)] for c in clips[k : k + batch_size]])
         target = torch.zeros_like(mask)
         for i, (s, e) in enumerate(targets):
             target[i, s:e] = 1
