@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -291,7 +289,18 @@ def test_truncation_keeps_the_first_layers(lm_dirs):
     states = full.model(input_ids=torch.where(ids >= 400, 0, ids), attention_mask=mask,
                         output_hidden_states=True).hidden_states
     assert len(states) == 5  # embeddings + 4 layers: the folder itself is untouched
-    assert dataclasses.replace(model.cfg).lm_layers == 3
+    # first 1 + last 2 layers: the stock model with those blocks, and generation with the cache still works
+    skip = make_model(lm_dirs["llama"], lm_layers=1, lm_last_layers=2, unimodal_depth=1)
+    full.model.layers = torch.nn.ModuleList([full.model.layers[i] for i in (0, 2, 3)])
+    full.config.num_hidden_layers = 3
+    plain = torch.where(ids >= 400, 0, ids)
+    expect = full(input_ids=plain, attention_mask=mask, use_cache=False).logits
+    got = skip.text_only_logits(plain, mask)[..., :400]
+    real = mask.bool()
+    torch.testing.assert_close(non_special(skip, got)[real], expect[real], rtol=0, atol=1e-5)
+    _, _, media, mm = batch(skip)
+    assert skip.generate(ids, mask, media, mm, max_new_tokens=4) == \
+        skip.generate(ids, mask, media, mm, max_new_tokens=4, use_cache=False)
 
 
 def test_input_errors_are_one_line(lm_dirs, tiny_text_model_dir, tmp_path):
@@ -305,7 +314,7 @@ def test_input_errors_are_one_line(lm_dirs, tiny_text_model_dir, tmp_path):
         CosmoModel(small_cfg(tmp_path / "missing"))
     from vidlang.config import from_dict
 
-    with pytest.raises(ConfigError, match="unimodal_depth 3 must be < lm_layers 3"):
+    with pytest.raises(ConfigError, match="unimodal_depth 3 must be < the 3 kept LM layers"):
         from_dict(CosmoConfig, {"lm_layers": 3, "unimodal_depth": 3})
 
 

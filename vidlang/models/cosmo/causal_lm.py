@@ -62,18 +62,29 @@ def decoder_layers(lm: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
                       f"num_hidden_layers={n} blocks")
 
 
-def truncate_layers(lm: nn.Module, keep: int) -> None:
-    """Keep the first `keep` decoder blocks (and the config fields that count them)."""
+def truncate_layers(lm: nn.Module, keep: int, keep_last: int = 0) -> list[int]:
+    """Keep the first `keep` decoder blocks and the last `keep_last` (and the config fields that count them).
+
+    Returns the kept blocks' original indices. Blocks keep their weights; their `layer_idx` (the KV-cache slot)
+    is renumbered to their new position.
+    """
     parent, attr, layers = decoder_layers(lm)
-    if keep >= len(layers):
-        return
-    setattr(parent, attr, nn.ModuleList(list(layers)[:keep]))
-    lm.config.num_hidden_layers = keep
+    n = len(layers)
+    kept = sorted(set(range(min(keep, n))) | set(range(max(0, n - keep_last), n)))
+    if len(kept) == n:
+        return kept
+    setattr(parent, attr, nn.ModuleList([layers[i] for i in kept]))
+    for new, block in enumerate(getattr(parent, attr)):
+        for module in block.modules():
+            if isinstance(getattr(module, "layer_idx", None), int):
+                module.layer_idx = new
+    lm.config.num_hidden_layers = len(kept)
     if isinstance(getattr(lm.config, "layer_types", None), list):
-        lm.config.layer_types = lm.config.layer_types[:keep]
+        lm.config.layer_types = [lm.config.layer_types[i] for i in kept]
+    return kept
 
 
-def load_causal_lm(lm_path: str, keep_layers: int = 0, dtype: torch.dtype = torch.float32):
+def load_causal_lm(lm_path: str, keep_layers: int = 0, keep_last: int = 0, dtype: torch.dtype = torch.float32):
     """-> (model, tokenizer, folder). The tokenizer gains <visual> and <|endofchunk|> as special tokens (and
     the end-of-text token as padding when it has no padding token)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -87,7 +98,7 @@ def load_causal_lm(lm_path: str, keep_layers: int = 0, dtype: torch.dtype = torc
         raise ConfigError(f"cosmo.lm_path: cannot load a causal LM from {path}: {str(e).splitlines()[0]}") from None
     decoder_layers(lm)
     if keep_layers:
-        truncate_layers(lm, keep_layers)
+        truncate_layers(lm, keep_layers, keep_last)
     tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # GPT-2 has none; padding is masked out everywhere, any id does

@@ -81,7 +81,7 @@ class CosmoModel(nn.Module):
         if cfg.feature_dim <= 0:
             raise ConfigError("cosmo.feature_dim must be set (> 0): the width of the store's per-second features")
         self.cfg = cfg
-        self.lm, self.tokenizer, self.lm_dir = load_causal_lm(cfg.lm_path, cfg.lm_layers)
+        self.lm, self.tokenizer, self.lm_dir = load_causal_lm(cfg.lm_path, cfg.lm_layers, cfg.lm_last_layers)
         n_layers = int(self.lm.config.num_hidden_layers)
         if cfg.unimodal_depth >= n_layers:
             raise ConfigError(f"cosmo.unimodal_depth={cfg.unimodal_depth} must be smaller than the number of LM "
