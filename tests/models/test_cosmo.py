@@ -89,9 +89,15 @@ def test_output_keys_and_shapes(lm_dirs):
     assert out["pooled_text"].shape == out["pooled_video"].shape == (2, 10)
     assert out["logit_scale"].shape == ()
     torch.testing.assert_close(out["logit_scale"].exp(), torch.tensor(5.0))
+    torch.testing.assert_close(model.embed_media(media, mm), torch.nn.functional.normalize(out["pooled_video"], dim=-1))
     clip = make_model(lm_dirs["llama"], contrastive_unit="clip")
     out = clip(ids, mask, media, mm)
     assert out["pooled_text"].shape == out["pooled_video"].shape == (4, 10)
+    torch.testing.assert_close(clip.embed_media(media, mm), torch.nn.functional.normalize(out["pooled_video"], dim=-1))
+    # a document's embedding averages its real clips only: an absent clip slot changes nothing
+    padded_media = torch.cat([media, torch.randn(2, 1, 4, F)], dim=1)
+    padded_mask = torch.cat([mm, torch.zeros(2, 1, 4, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(model.embed_media(padded_media, padded_mask), model.embed_media(media, mm))
 
 
 def test_lm_targets_skip_visual_and_padding(lm_dirs):
