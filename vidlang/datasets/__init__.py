@@ -14,13 +14,16 @@ from vidlang.datasets.interlink import InterlinkClip, InterlinkVideo, parse_clip
 from vidlang.datasets.narration import clean_captions
 from vidlang.datasets.msrvtt import (MsrvttData, MsrvttMCQuestion, MsrvttPair, MsrvttSentence, MsrvttVideo,
                                      read_msrvtt_data, read_msrvtt_jsfusion, read_msrvtt_mc)
+from vidlang.datasets.msrvtt_qa import (MsrvttQA, exact_match_accuracy, most_frequent_answer, normalize_answer,
+                                        read_msrvtt_qa)
 from vidlang.datasets.youcookii import YouCookSegment, YouCookVideo, read_youcookii
 
 __all__ = [
     "COIN_BACKGROUND", "CaptionLine", "CoinStep", "CoinVideo", "CrossTaskRelease", "CrossTaskSegment",
     "CrossTaskTask", "CrossTaskVideo", "HtmAlignSentence", "InterlinkClip", "InterlinkVideo", "MsrvttData",
-    "MsrvttMCQuestion", "MsrvttPair", "MsrvttSentence", "MsrvttVideo", "YouCookSegment", "YouCookVideo",
-    "clean_captions", "coin_frame_labels", "coin_step_vocabulary", "crosstask_targets", "match_asr_times", "parse_clip_time",
-    "read_coin", "read_crosstask", "read_howto100m_captions", "read_htm_align", "read_interlink",
-    "read_msrvtt_data", "read_msrvtt_jsfusion", "read_msrvtt_mc", "read_youcookii",
+    "MsrvttMCQuestion", "MsrvttPair", "MsrvttQA", "MsrvttSentence", "MsrvttVideo", "YouCookSegment", "YouCookVideo",
+    "clean_captions", "coin_frame_labels", "coin_step_vocabulary", "crosstask_targets", "exact_match_accuracy",
+    "match_asr_times", "most_frequent_answer", "normalize_answer", "parse_clip_time", "read_coin", "read_crosstask",
+    "read_howto100m_captions", "read_htm_align", "read_interlink",
+    "read_msrvtt_data", "read_msrvtt_jsfusion", "read_msrvtt_mc", "read_msrvtt_qa", "read_youcookii",
 ]

@@ -455,6 +455,29 @@ def _mc_candidates(step: Step, rng: np.random.Generator) -> list[str]:
     return out
 
 
+_QA_DOES = {"left": "moves to the left", "right": "moves to the right", "up": "moves up", "down": "moves down",
+            "grow": "grows", "shrink": "shrinks", "blink": "blinks", "rotate": "rotates"}
+_QA_VERB = {"left": "move", "right": "move", "up": "move", "down": "move", "grow": "grow", "shrink": "shrink",
+            "blink": "blink", "rotate": "rotate"}
+
+
+def _qa_items(step: Step, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Open-ended (question, one-word answer) pairs about a step clip, all answerable from its pixels: the acting
+    object's colour and shape, what it does and, for a movement, which way. The task's objects have distinct
+    colours, so a colour names one object. Answers are unevenly spread (half of all actions are "move"), as in
+    MSRVTT-QA, so the most-frequent-answer baseline is meaningful without being strong."""
+    c, s, a = step.colour, step.shape, step.action
+    does = _QA_DOES[a]
+    colour_q = [f"what color is the {s} that {does}?", f"what is the color of the {s} that {does}?"]
+    shape_q = [f"what shape is the {c} object?", f"what {c} shape {does}?"]
+    action_q = [f"what does the {c} {s} do?", f"what happens to the {c} {s}?"]
+    pick = lambda qs: qs[int(rng.integers(len(qs)))]  # noqa: E731
+    items = [(pick(colour_q), c), (pick(shape_q), s), (pick(action_q), _QA_VERB[a])]
+    if _QA_VERB[a] == "move":
+        items.append((pick([f"which way does the {c} {s} move?", f"where does the {c} {s} move?"]), a))
+    return items
+
+
 def _interlink_caption(step: Step, plan: dict, world: World) -> str:
     task = next(t for t in world.tasks if t.id == plan["task_id"])
     others = [f"the {c} {s}" for c, s in task.objects if (c, s) != (step.colour, step.shape)]
@@ -521,6 +544,13 @@ def _write_annotations(out: Path, cfg: SynthConfig, world: World, plans: list[di
         mc.append(f"mc{c['n']}\tmsr{c['n']}\tvideo{c['n']}\t" + "\t".join(ordered) + f"\t{perm.index(0)}\n")
     atomic_write_text(ann / "MSRVTT_JSFUSION_test.csv", "".join(js))
     atomic_write_text(ann / "MSR_MC_test.csv", "".join(mc))
+    # MSRVTT-QA style open-ended questions on the same clips (its own random stream: the files above are unchanged).
+    qa_rng = np.random.default_rng([cfg.seed, _S_MSRVTT, 2])
+    qa = [{"answer": ans, "id": 0, "question": q, "video_id": c["n"]}
+          for c in clips for q, ans in _qa_items(world.steps[c["step_id"]], qa_rng)]
+    for i, item in enumerate(qa):
+        item["id"] = i
+    atomic_write_json(ann / "msrvtt_qa_test.json", qa)
     # Howto-Interlink7M style interleaved clips (training videos: pretraining data).
     tsv = ["video\tclips\n"]
     for p in plans:
