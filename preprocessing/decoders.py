@@ -6,10 +6,22 @@ last frame whose presentation timestamp (pts) is <= t. Times are mapped through 
 times after the last frame give the last frame.
 
 Frames are yielded in chunks (``batch`` frames at a time) so memory does not grow with the video's length:
-- ``pyav``: decodes sequentially once and converts only the frames that are picked (no seeking: exact on any GOP);
+- ``pyav``: decodes sequentially once and converts only the frames that are picked (no seeking: exact on any GOP).
+  Before a call's first frame it knows every frame the call will pick, so it tells FFmpeg to discard the
+  *non-reference* frames that are not picked (``skip_frame`` set per packet: "NONREF" for unpicked packets,
+  "DEFAULT" for picked ones). A non-reference frame is, by definition (H.264/HEVC ``nal_ref_idc`` = 0, MPEG-4 part 2
+  and VP8/VP9 droppable frames), never used to predict another frame, so the picked frames are bit-identical to a
+  full decode, while a 1 frame/s sampling of x264's default B-frame layout decodes about 2/3 of the frames;
 - ``decord``: ``get_batch`` per chunk; ``torchcodec``: ``get_frames_at`` per chunk. Both index frames in pts order,
   like the probe, so the probe's exact pts pick the index (falls back to the library's own timestamps,
   ``get_frames_played_at`` for torchcodec, if a library counts a different number of frames).
+
+Frame selection ``fast`` (PyAV only, ``--frames fast``): FFmpeg discards every B-frame ("BIDIR"), picked or not,
+and a time maps to the last *decoded* frame displayed at or before it. A picked B-frame is then replaced by the
+preceding I/P frame, so samples move earlier by at most one run of consecutive B-frames (x264 default 3 frames,
+0.1 s at 30 fps; the H.264 limit is 16). Streams whose P-frames predict from B-frames (allowed by H.264, not done
+by x264) would decode P-frames with concealed references, so ``fast`` is an option with a measured, bounded
+difference (tests/preprocessing/test_decoders.py), never the default.
 
 Rotation metadata (display matrix) is applied so frames come out upright, as ``ffmpeg`` shows them: PyAV frames
 are rotated here, torchcodec (>= 0.17) rotates them itself, and decord 0.6 returns garbage for rotated streams
@@ -39,6 +51,10 @@ import numpy as np
 from vidlang.errors import ConfigError, DecodeError
 
 DECODERS = ("decord", "torchcodec", "pyav")
+FRAME_SELECTIONS = ("exact", "fast")
+# fast selection: the longest run of consecutive B-frames H.264 allows; a picked time may land this many frame
+# durations after the decoded frame that stands in for it.
+_MAX_B_RUN = 16
 # PyAV is the default: on a 10-min 640x360 30 fps H.264 file, sampling 3 frames per second, it took 5.9 s with
 # flat memory, torchcodec 6.4 s (+~90 MiB peak vs a 1-min file), decord 16 s with peak memory growing with the
 # video's length (+440 MiB vs a 1-min file; decord issues #197/#208). Measured with tools/bench_preprocess.py.
@@ -63,6 +79,7 @@ class VideoMeta:
 class _Probe:
     meta: VideoMeta
     pts: np.ndarray  # float64 (num_frames,), sorted, seconds relative to the first frame
+    pts_int: np.ndarray  # int64 (num_frames,), the same pts in stream time-base units (as packets carry them)
     start: float  # absolute pts (seconds) of the first frame
     coded_size: tuple[int, int]  # (H, W) as stored, before rotation
 
@@ -154,7 +171,7 @@ def probe(path: str | Path) -> _Probe:
     if rotation in (90, 270):
         h, w = w, h
     meta = VideoMeta(fps=float(fps), num_frames=n, duration=duration, width=int(w), height=int(h), rotation=rotation)
-    return _Probe(meta=meta, pts=rel, start=start, coded_size=coded)
+    return _Probe(meta=meta, pts=rel, pts_int=pts_sorted, start=start, coded_size=coded)
 
 
 def _norm_rotation(deg: float) -> int:
@@ -206,6 +223,9 @@ class VideoReader:
     def close(self) -> None:
         pass
 
+    def _prepare(self, times: np.ndarray) -> None:
+        """Called once per frames_at call with all of its times, before the first frame is decoded."""
+
     # -- shared -------------------------------------------------------------------------------------------------
     def frames_at(
         self, times: np.ndarray, batch: int = 64, size: tuple[int, int] | None = None
@@ -220,6 +240,7 @@ class VideoReader:
             raise ValueError("frames_at: times must be finite")
         if batch < 1:
             raise ValueError(f"frames_at: batch must be >= 1, got {batch}")
+        self._prepare(times)
         for s in range(0, len(times), batch):
             chunk = times[s : s + batch]
             try:
@@ -243,26 +264,52 @@ class VideoReader:
 
 
 class PyAVReader(VideoReader):
-    """Sequential decode; picks frames by pts. A request earlier than the current position restarts the stream."""
+    """Sequential decode; picks frames by pts. A request earlier than the current position restarts the stream.
+
+    ``frame_selection``: "exact" (unpicked non-reference frames are discarded, picked frames are exact) or "fast"
+    (every B-frame is discarded; see the module docstring)."""
 
     name = "pyav"
 
-    def __init__(self, path, info):
+    def __init__(self, path, info, frame_selection: str = "exact"):
         super().__init__(path, info)
+        if frame_selection not in FRAME_SELECTIONS:
+            raise ConfigError(f"unknown frame selection {frame_selection!r}; choose one of "
+                              f"{', '.join(FRAME_SELECTIONS)}")
+        self._selection = frame_selection
+        self._want: set[int] | None = None  # integer pts of the frames the current call picks (exact mode)
         self._open()
 
     def _open(self) -> None:
         import av
 
         self._container = av.open(str(self.path))
-        stream = self._container.streams.video[0]
+        self._stream = stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threading: several x faster, output identical
+        if self._selection == "fast":
+            stream.codec_context.skip_frame = "BIDIR"
         self._tb = float(stream.time_base)
-        self._frames = self._container.decode(stream)
+        self._frames = self._iter_frames()
         self._cur = None  # (pts_rel, frame) last frame decoded with pts <= the last request
         self._cur_arr = None
         self._next = None
         self._eof = False
+
+    def _prepare(self, times: np.ndarray) -> None:
+        if self._selection == "exact":
+            pts = self._info.pts
+            self._want = set(self._info.pts_int[self._indices(times, pts)].tolist())
+
+    def _iter_frames(self):
+        cc = self._stream.codec_context
+        toggle = self._selection == "exact"
+        for packet in self._container.demux(self._stream):
+            if toggle:
+                # The decision is taken when the packet is sent, which is what frame threading honours too.
+                ts = packet.pts if packet.pts is not None else packet.dts
+                keep = self._want is None or ts is None or packet.size == 0 or ts in self._want
+                cc.skip_frame = "DEFAULT" if keep else "NONREF"
+            yield from cc.decode(packet)
 
     def _advance_to(self, t: float) -> None:
         while not self._eof:
@@ -283,6 +330,8 @@ class PyAVReader(VideoReader):
     def _decode(self, times):
         pts = self._info.pts
         targets = pts[self._indices(times, pts)]  # exact pts of the frame wanted, so truncation is detectable
+        # fast: a discarded B-frame at the very end leaves the last decoded frame up to one B-run earlier
+        slack = 1e-6 if self._selection == "exact" else (_MAX_B_RUN + 1) / max(self.meta.fps, 1e-3)
         out = np.empty((len(times), self.meta.height, self.meta.width, 3), np.uint8)
         for i, t in enumerate(targets):
             if self._cur is not None and t < self._cur[0] - 1e-9:
@@ -291,7 +340,7 @@ class PyAVReader(VideoReader):
             self._advance_to(t)
             if self._cur is None:
                 raise _fail(self.path, "no decodable video frame")
-            if self._cur[0] < t - 1e-6 and self._eof:
+            if self._cur[0] < t - slack and self._eof:
                 raise _fail(self.path, f"truncated: decoding stopped at {self._cur[0]:.2f} s, frame at {t:.2f} s missing")
             if self._cur_arr is None:
                 arr = self._cur[1].to_ndarray(format="rgb24")
@@ -379,13 +428,19 @@ def check_decoder(name: str) -> None:
         raise ConfigError(f"decoder {name!r} is unavailable: {_av_reason(e)}") from None
 
 
-def open_video(path: str | Path, decoder: str = DEFAULT_DECODER) -> VideoReader:
-    """Open ``path`` with ``decoder`` (``decord`` | ``torchcodec`` | ``pyav``). Raises DecodeError for bad files."""
+def open_video(path: str | Path, decoder: str = DEFAULT_DECODER, frame_selection: str = "exact") -> VideoReader:
+    """Open ``path`` with ``decoder`` (``decord`` | ``torchcodec`` | ``pyav``). Raises DecodeError for bad files.
+
+    ``frame_selection="fast"`` (PyAV only) discards B-frames; see the module docstring."""
     if decoder not in DECODERS:
         raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+    if frame_selection not in FRAME_SELECTIONS:
+        raise ConfigError(f"unknown frame selection {frame_selection!r}; choose one of {', '.join(FRAME_SELECTIONS)}")
+    if frame_selection != "exact" and decoder != "pyav":
+        raise ConfigError(f"frame selection {frame_selection!r} needs the pyav decoder, not {decoder!r}")
     info = probe(os.fspath(path))
     if decoder == "pyav" or (decoder == "decord" and info.meta.rotation != 0):
-        return PyAVReader(path, info)  # decord 0.6 corrupts rotated streams (module docstring)
+        return PyAVReader(path, info, frame_selection)  # decord 0.6 corrupts rotated streams (module docstring)
     if decoder == "decord":
         return DecordReader(path, info)
     return TorchCodecReader(path, info)
