@@ -81,10 +81,10 @@ def run_ray(plan: Plan, todo: list[tuple[str, str]], summary: Summary, workers: 
     if not ray.is_initialized():
         try:
             if address is None:
-                ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING,
+                ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR,
                          log_to_driver=False)
             else:
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"--executor ray: cannot start or join Ray"
                               f"{'' if address is None else f' at {address}'}: {e}") from None
