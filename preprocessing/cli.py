@@ -1,7 +1,7 @@
 """`vidlang preprocess`: decode videos, extract per-window features, clean narration (see preprocessing/runner.py).
 
     vidlang preprocess --videos DIR|LIST.txt|VIDEO --out OUT [--captions raw_caption.json] [--backbone thumbnail]
-        [--weights PATH] [--fps 1] [--decoder pyav|torchcodec|decord] [--frames exact|fast] [--workers N]
+        [--weights PATH] [--fps 1] [--decoder pyav|torchcodec|decord] [--decode exact|scaled] [--workers N]
         [--shard i/N] [--batch N] [--device cpu|cuda] [--merge-sentences] [--opt key=value ...]
         [--executor local|ray|slurm] [--address auto] [--slurm key=value ...]
     vidlang preprocess verify OUT [--videos DIR] [--quick] [--missing-list FILE] [--remove-bad]
@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="features per second, 0 < fps <= 60 (default 1, as HowTo100M S3D)")
     p.add_argument("--decoder", default="pyav",
                    help="pyav | torchcodec | decord (default pyav: fastest here and flat memory, see decoders.py)")
-    p.add_argument("--frames", default="exact", choices=("exact", "fast"),
-                   help="exact (default): the frame shown at each sampled time; fast: the decoder skips B-frames, "
-                        "samples move up to one B-frame run earlier (pyav only)")
+    p.add_argument("--decode", default="exact", choices=("exact", "scaled"),
+                   help="exact (default): the frame shown at each sampled time, native size; scaled: the same "
+                        "frames scaled down by the decoder for backbones that average them anyway (thumbnail), "
+                        "features within a fraction of a grey level; pyav only")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes over videos (local), or CPUs of the local Ray cluster (default 1)")
     p.add_argument("--shard", type=_shard, default=None, help="process shard i of N (i/N); default RANK/WORLD_SIZE")
@@ -129,7 +130,7 @@ def _extract_main(argv: list[str]) -> int:
         args.videos, args.out, backbone=args.backbone, weights=args.weights, fps=args.fps, decoder=args.decoder,
         captions=args.captions, merge_sentences=args.merge_sentences, workers=args.workers, shard=args.shard,
         batch=args.batch, backbone_opts=opts or None, progress=not args.no_progress, executor=args.executor,
-        device=args.device, frame_selection=args.frames, ray_address=args.address, slurm=slurm or None,
+        device=args.device, decode=args.decode, ray_address=args.address, slurm=slurm or None,
     )
     if summary.took_over:
         h = summary.took_over

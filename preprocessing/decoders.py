@@ -16,13 +16,6 @@ Frames are yielded in chunks (``batch`` frames at a time) so memory does not gro
   like the probe, so the probe's exact pts pick the index (falls back to the library's own timestamps,
   ``get_frames_played_at`` for torchcodec, if a library counts a different number of frames).
 
-Frame selection ``fast`` (PyAV only, ``--frames fast``): FFmpeg discards every B-frame ("BIDIR"), picked or not,
-and a time maps to the last *decoded* frame displayed at or before it. A picked B-frame is then replaced by the
-preceding I/P frame, so samples move earlier by at most one run of consecutive B-frames (x264 default 3 frames,
-0.1 s at 30 fps; the H.264 limit is 16). Streams whose P-frames predict from B-frames (allowed by H.264, not done
-by x264) would decode P-frames with concealed references, so ``fast`` is an option with a measured, bounded
-difference (tests/preprocessing/test_decoders.py), never the default.
-
 Rotation metadata (display matrix) is applied so frames come out upright, as ``ffmpeg`` shows them: PyAV frames
 are rotated here, torchcodec (>= 0.17) rotates them itself, and decord 0.6 returns garbage for rotated streams
 (its output buffer keeps the unrotated size), so a ``decord`` reader on a rotated file delegates to PyAV and
@@ -51,10 +44,9 @@ import numpy as np
 from vidlang.errors import ConfigError, DecodeError
 
 DECODERS = ("decord", "torchcodec", "pyav")
-FRAME_SELECTIONS = ("exact", "fast")
-# fast selection: the longest run of consecutive B-frames H.264 allows; a picked time may land this many frame
-# durations after the decoded frame that stands in for it.
-_MAX_B_RUN = 16
+# the exact path discards unpicked non-reference frames; tools/bench_preprocess.py turns this off to time the
+# decoder that decodes every frame (the "before" row), nothing else should
+DISCARD_UNPICKED = True
 # PyAV is the default: on a 10-min 640x360 30 fps H.264 file, sampling 3 frames per second, it took 5.9 s with
 # flat memory, torchcodec 6.4 s (+~90 MiB peak vs a 1-min file), decord 16 s with peak memory growing with the
 # video's length (+440 MiB vs a 1-min file; decord issues #197/#208). Measured with tools/bench_preprocess.py.
@@ -214,6 +206,7 @@ class VideoReader:
         self.path = Path(path)
         self._info = info
         self.meta: VideoMeta = info.meta
+        self._decoder_size: tuple[int, int] | None = None
 
     # -- decoder-specific ---------------------------------------------------------------------------------------
     def _decode(self, times: np.ndarray) -> np.ndarray:
@@ -228,18 +221,22 @@ class VideoReader:
 
     # -- shared -------------------------------------------------------------------------------------------------
     def frames_at(
-        self, times: np.ndarray, batch: int = 64, size: tuple[int, int] | None = None
+        self, times: np.ndarray, batch: int = 64, size: tuple[int, int] | None = None,
+        decoder_size: tuple[int, int] | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(times_chunk, frames uint8 (n, H, W, 3))`` for the frame displayed at each time, ``batch`` at a time.
 
         ``times`` are seconds from the first frame (any order; sorted times stream fastest). ``size`` = (H, W)
-        resizes each chunk. Raises DecodeError if a requested frame cannot be decoded.
+        resizes each chunk. ``decoder_size`` = (H, W) lets a decoder that can (PyAV: swscale's area filter, in the
+        same pass as the YUV -> RGB conversion) deliver the picked frames at that size instead of the native one;
+        others ignore it. Raises DecodeError if a requested frame cannot be decoded.
         """
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(times)):
             raise ValueError("frames_at: times must be finite")
         if batch < 1:
             raise ValueError(f"frames_at: batch must be >= 1, got {batch}")
+        self._decoder_size = None if decoder_size is None else (int(decoder_size[0]), int(decoder_size[1]))
         self._prepare(times)
         for s in range(0, len(times), batch):
             chunk = times[s : s + batch]
@@ -266,18 +263,14 @@ class VideoReader:
 class PyAVReader(VideoReader):
     """Sequential decode; picks frames by pts. A request earlier than the current position restarts the stream.
 
-    ``frame_selection``: "exact" (unpicked non-reference frames are discarded, picked frames are exact) or "fast"
-    (every B-frame is discarded; see the module docstring)."""
+    Unpicked non-reference frames are discarded by FFmpeg; picked frames are exact (module docstring)."""
 
     name = "pyav"
 
-    def __init__(self, path, info, frame_selection: str = "exact"):
+    def __init__(self, path, info):
         super().__init__(path, info)
-        if frame_selection not in FRAME_SELECTIONS:
-            raise ConfigError(f"unknown frame selection {frame_selection!r}; choose one of "
-                              f"{', '.join(FRAME_SELECTIONS)}")
-        self._selection = frame_selection
         self._want: set[int] | None = None  # integer pts of the frames the current call picks (exact mode)
+        self.decoded = 0  # frames the decoder returned (what FFmpeg did not discard), for tests and benchmarks
         self._open()
 
     def _open(self) -> None:
@@ -286,8 +279,6 @@ class PyAVReader(VideoReader):
         self._container = av.open(str(self.path))
         self._stream = stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threading: several x faster, output identical
-        if self._selection == "fast":
-            stream.codec_context.skip_frame = "BIDIR"
         self._tb = float(stream.time_base)
         self._frames = self._iter_frames()
         self._cur = None  # (pts_rel, frame) last frame decoded with pts <= the last request
@@ -296,20 +287,20 @@ class PyAVReader(VideoReader):
         self._eof = False
 
     def _prepare(self, times: np.ndarray) -> None:
-        if self._selection == "exact":
+        if DISCARD_UNPICKED:
             pts = self._info.pts
             self._want = set(self._info.pts_int[self._indices(times, pts)].tolist())
 
     def _iter_frames(self):
         cc = self._stream.codec_context
-        toggle = self._selection == "exact"
         for packet in self._container.demux(self._stream):
-            if toggle:
-                # The decision is taken when the packet is sent, which is what frame threading honours too.
-                ts = packet.pts if packet.pts is not None else packet.dts
-                keep = self._want is None or ts is None or packet.size == 0 or ts in self._want
-                cc.skip_frame = "DEFAULT" if keep else "NONREF"
-            yield from cc.decode(packet)
+            # The decision is taken when the packet is sent, which is what frame threading honours too.
+            ts = packet.pts if packet.pts is not None else packet.dts
+            keep = self._want is None or ts is None or packet.size == 0 or ts in self._want
+            cc.skip_frame = "DEFAULT" if keep else "NONREF"
+            for frame in cc.decode(packet):
+                self.decoded += 1
+                yield frame
 
     def _advance_to(self, t: float) -> None:
         while not self._eof:
@@ -330,9 +321,8 @@ class PyAVReader(VideoReader):
     def _decode(self, times):
         pts = self._info.pts
         targets = pts[self._indices(times, pts)]  # exact pts of the frame wanted, so truncation is detectable
-        # fast: a discarded B-frame at the very end leaves the last decoded frame up to one B-run earlier
-        slack = 1e-6 if self._selection == "exact" else (_MAX_B_RUN + 1) / max(self.meta.fps, 1e-3)
-        out = np.empty((len(times), self.meta.height, self.meta.width, 3), np.uint8)
+        h, w = self._decoder_size or (self.meta.height, self.meta.width)
+        out = np.empty((len(times), h, w, 3), np.uint8)
         for i, t in enumerate(targets):
             if self._cur is not None and t < self._cur[0] - 1e-9:
                 self.close()
@@ -340,10 +330,16 @@ class PyAVReader(VideoReader):
             self._advance_to(t)
             if self._cur is None:
                 raise _fail(self.path, "no decodable video frame")
-            if self._cur[0] < t - slack and self._eof:
+            if self._cur[0] < t - 1e-6 and self._eof:
                 raise _fail(self.path, f"truncated: decoding stopped at {self._cur[0]:.2f} s, frame at {t:.2f} s missing")
             if self._cur_arr is None:
-                arr = self._cur[1].to_ndarray(format="rgb24")
+                frame = self._cur[1]
+                if self._decoder_size is not None:
+                    # scale the coded picture so that it is (h, w) once upright
+                    ch, cw = (w, h) if self.meta.rotation in (90, 270) else (h, w)
+                    arr = frame.reformat(width=cw, height=ch, format="rgb24", interpolation="AREA").to_ndarray()
+                else:
+                    arr = frame.to_ndarray(format="rgb24")
                 self._cur_arr = rotate_upright(arr[None], self.meta.rotation)[0]
             out[i] = self._cur_arr
         return out
@@ -428,19 +424,13 @@ def check_decoder(name: str) -> None:
         raise ConfigError(f"decoder {name!r} is unavailable: {_av_reason(e)}") from None
 
 
-def open_video(path: str | Path, decoder: str = DEFAULT_DECODER, frame_selection: str = "exact") -> VideoReader:
-    """Open ``path`` with ``decoder`` (``decord`` | ``torchcodec`` | ``pyav``). Raises DecodeError for bad files.
-
-    ``frame_selection="fast"`` (PyAV only) discards B-frames; see the module docstring."""
+def open_video(path: str | Path, decoder: str = DEFAULT_DECODER) -> VideoReader:
+    """Open ``path`` with ``decoder`` (``decord`` | ``torchcodec`` | ``pyav``). Raises DecodeError for bad files."""
     if decoder not in DECODERS:
         raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
-    if frame_selection not in FRAME_SELECTIONS:
-        raise ConfigError(f"unknown frame selection {frame_selection!r}; choose one of {', '.join(FRAME_SELECTIONS)}")
-    if frame_selection != "exact" and decoder != "pyav":
-        raise ConfigError(f"frame selection {frame_selection!r} needs the pyav decoder, not {decoder!r}")
     info = probe(os.fspath(path))
     if decoder == "pyav" or (decoder == "decord" and info.meta.rotation != 0):
-        return PyAVReader(path, info, frame_selection)  # decord 0.6 corrupts rotated streams (module docstring)
+        return PyAVReader(path, info)  # decord 0.6 corrupts rotated streams (module docstring)
     if decoder == "decord":
         return DecordReader(path, info)
     return TorchCodecReader(path, info)

@@ -190,7 +190,7 @@ def import_features(features: str | Path, out_dir: str | Path, fps: float, capti
         settings = {
             "version": RUN_VERSION, "backbone": backbone_name, "backbone_opts": {}, "weights": None,
             "weights_sha256": None, "fps": fps, "frames_per_feature": None, "frame_size": None,
-            "feature_dim": int(dim), "decoder": None, "frame_selection": None,
+            "feature_dim": int(dim), "decoder": None, "decode": None,
             "imported_from": str(Path(features).resolve()), "videos": None,
             "captions": None if captions is None else str(Path(captions).resolve()),
             "captions_sha256": captions_sha, "merge_sentences": bool(merge_sentences),

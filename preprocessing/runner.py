@@ -27,7 +27,7 @@ and ``slurm`` (an array of ``--shard i/N`` jobs through submitit; preprocessing/
 the same store.
 
 ``OUT/run.json`` records the resolved settings; rerunning into OUT with a different backbone, weights, fps,
-frames per feature, frame size, feature dim or frame selection is a ConfigError. The decoder may differ between
+frames per feature, frame size, feature dim or --decode mode is a ConfigError. The decoder may differ between
 runs (decoders agree to within a few grey levels and each manifest line records the one used). Captions may
 change: a run with a different ``--captions`` file (or ``--merge-sentences``) rewrites the narration files whose
 text changed, removes those of videos the new file does not narrate, and then records the new file and its
@@ -67,15 +67,21 @@ RUN_VERSION = 1
 # store of a thousand rows per second that no video-language model reads.
 MAX_FPS = 60.0
 EXECUTORS = ("local", "ray", "slurm")
-# Frame selection: "exact" decodes every frame that is shown at a sampled time; "fast" lets the decoder drop
-# B-frames (decoders.py), which moves a sample to the previous decoded frame (a few frame durations at most).
-FRAME_SELECTIONS = ("exact", "fast")
+# How frames are decoded (--decode): "exact" gives the frame shown at every sampled time at its native size;
+# "scaled" gives the same frames, scaled by the decoder (PyAV: swscale's area filter, in the YUV -> RGB pass) to
+# the backbone's decoder_size(), for backbones that average frames down anyway (thumbnail: 64x64). The features
+# then differ by the filter and uint8 rounding: measured by tools/bench_preprocess.py, bounded in
+# tests/preprocessing/test_decoders.py.
+DECODE_MODES = ("exact", "scaled")
 # Settings that change the numbers in the arrays; a mismatch with OUT/run.json refuses the run. Stores written
 # before a key existed were made with its default.
 _LOCKED = ("backbone", "backbone_opts", "weights_sha256", "fps", "frames_per_feature", "frame_size", "feature_dim",
-           "frame_selection")
-_LOCKED_DEFAULTS = {"frame_selection": "exact"}
+           "decode")
+_LOCKED_DEFAULTS = {"decode": "exact"}
 TIMING_FIELDS = ("seconds",)  # manifest fields that differ between two runs of the same store
+# Decoded chunks the decode thread may hold ahead of the backbone; 0 decodes in the calling thread (the
+# benchmark's "before" row), which gives the same features.
+PREFETCH_DEPTH = 1
 
 
 class OutputError(VidlangError):
@@ -273,7 +279,7 @@ class _Job:
     batch: int
     backbone_name: str
     write_text: bool
-    frame_selection: str = "exact"
+    decode: str = "exact"
 
 
 _WORKER_BACKBONE = None
@@ -290,6 +296,59 @@ def _worker_init(backbone_spec: tuple) -> None:
 
 def _worker_run(job: _Job, vid: str, path: str, captions) -> dict:
     return extract_video(job, vid, path, _WORKER_BACKBONE, captions)
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def prefetch(items: Iterable, depth: int = 1):
+    """Yield ``items`` while a background thread produces up to ``depth`` items ahead (and one in hand).
+
+    Exceptions of the producer are raised here, in order; leaving the loop early stops the producer."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+    it = iter(items)
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in it:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(_Raised(e))
+
+    thread = threading.Thread(target=work, name="vidlang-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:
@@ -312,14 +371,20 @@ def extract_video(job: _Job, vid: str, path: str, backbone, captions=None) -> di
     out = Path(job.out_dir)
     t0 = time.perf_counter()
     try:
-        with open_video(path, job.decoder, frame_selection=job.frame_selection) as reader:
+        with open_video(path, job.decoder) as reader:
             meta = reader.meta
             f = int(backbone.frames_per_feature(job.fps))
             times = feature_frame_times(meta.duration, job.fps, f)  # (T, f)
             T = times.shape[0]
+            hint = getattr(backbone, "decoder_size", None) if job.decode != "exact" else None
+            dsize = hint(meta.height, meta.width) if hint is not None else None
             feats = []
-            # Chunks hold whole feature windows (batch * f frames), so each chunk is one backbone call.
-            for _, frames in reader.frames_at(times.reshape(-1), batch=job.batch * f, size=backbone.frame_size):
+            # Chunks hold whole feature windows (batch * f frames), so each chunk is one backbone call. The
+            # decoder runs one chunk ahead in a thread (FFmpeg and torch both release the GIL), so decoding the
+            # next chunk overlaps the backbone on this one.
+            chunks = reader.frames_at(times.reshape(-1), batch=job.batch * f, size=backbone.frame_size,
+                                      decoder_size=dsize)
+            for _, frames in (prefetch(chunks, PREFETCH_DEPTH) if PREFETCH_DEPTH > 0 else chunks):
                 x = torch.from_numpy(frames).reshape(-1, f, *frames.shape[1:])  # (n, f, H, W, 3)
                 with torch.inference_mode():
                     y = backbone(x)
@@ -474,7 +539,7 @@ class Plan:
 
 def plan_run(videos, out_dir, backbone: Any = "thumbnail", weights=None, fps: float = 1.0, decoder: str = "pyav",
              captions=None, merge_sentences: bool = False, workers: int = 1, shard=None, batch: int = 16,
-             backbone_opts: dict | None = None, device: str = "cpu", frame_selection: str = "exact",
+             backbone_opts: dict | None = None, device: str = "cpu", decode: str = "exact",
              executor: str = "local") -> Plan:
     """Validate every argument, input and output path (ConfigError / FormatError on the first problem), then
     build the backbone. Writes nothing except creating OUT."""
@@ -483,8 +548,8 @@ def plan_run(videos, out_dir, backbone: Any = "thumbnail", weights=None, fps: fl
     fps = check_fps(fps)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if frame_selection not in FRAME_SELECTIONS:
-        raise ConfigError(f"--frames {frame_selection!r}: choose one of {', '.join(FRAME_SELECTIONS)}")
+    if decode not in DECODE_MODES:
+        raise ConfigError(f"--decode {decode!r}: choose one of {', '.join(DECODE_MODES)}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if batch < 1:
@@ -495,8 +560,8 @@ def plan_run(videos, out_dir, backbone: Any = "thumbnail", weights=None, fps: fl
     if sn < 1 or not 0 <= si < sn:
         raise ConfigError(f"--shard {si}/{sn}: need 0 <= i < N")
     check_decoder(decoder)
-    if frame_selection != "exact" and decoder != "pyav":
-        raise ConfigError(f"--frames {frame_selection} needs --decoder pyav (got {decoder})")
+    if decode != "exact" and decoder != "pyav":
+        raise ConfigError(f"--decode {decode} needs --decoder pyav (got {decoder})")
     if weights is not None and not Path(weights).exists():
         raise ConfigError(f"--weights {weights}: not found")
     if captions is not None and not Path(captions).is_file():
@@ -529,13 +594,13 @@ def plan_run(videos, out_dir, backbone: Any = "thumbnail", weights=None, fps: fl
         "version": RUN_VERSION, "backbone": name, "backbone_opts": dict(backbone_opts or {}),
         "weights": None if weights is None else str(weights), "weights_sha256": _weights_sha256(bb, weights),
         "fps": fps, "frames_per_feature": f, "frame_size": None if size is None else [int(s) for s in size],
-        "feature_dim": int(bb.dim), "decoder": decoder, "frame_selection": frame_selection,
+        "feature_dim": int(bb.dim), "decoder": decoder, "decode": decode,
         "videos": None if src is None else str(Path(src).resolve()),
         "captions": None if captions is None else str(Path(captions).resolve()), "captions_sha256": captions_sha,
         "merge_sentences": bool(merge_sentences),
     }
     job = _Job(out_dir=str(out.resolve()), fps=fps, decoder=decoder, batch=batch, backbone_name=name,
-               write_text=caption_map is not None, frame_selection=frame_selection)
+               write_text=caption_map is not None, decode=decode)
     spec = (backbone, weights, backbone_opts, device) if isinstance(backbone, str) else (bb, None, None, device)
     return Plan(out=out, shard=(si, sn), listed=listed, settings=settings, caption_map=caption_map, job=job,
                 backbone=bb, spec=spec)
@@ -602,7 +667,7 @@ def run_corpus(
     progress: bool = True,
     executor: str = "local",
     device: str = "cpu",
-    frame_selection: str = "exact",
+    decode: str = "exact",
     ray_address: str | None = None,
     slurm: dict | None = None,
 ) -> Summary:
@@ -622,7 +687,7 @@ def run_corpus(
         shard = (0, 1)
     plan = plan_run(videos, out_dir, backbone=backbone, weights=weights, fps=fps, decoder=decoder,
                     captions=captions, merge_sentences=merge_sentences, workers=workers, shard=shard, batch=batch,
-                    backbone_opts=backbone_opts, device=device, frame_selection=frame_selection, executor=executor)
+                    backbone_opts=backbone_opts, device=device, decode=decode, executor=executor)
     what = f"vidlang preprocess ({executor}, shard {plan.shard[0]}/{plan.shard[1]})"
     with RunLock(plan.out, what, name=shard_lock_name(plan.shard)) as lock:
         check_run_json(plan.out, plan.settings)
@@ -632,7 +697,7 @@ def run_corpus(
             kwargs = dict(videos=videos if isinstance(videos, (str, Path)) else [str(p) for p in videos],
                           out_dir=str(plan.out), backbone=backbone, weights=weights, fps=fps, decoder=decoder,
                           captions=captions, merge_sentences=merge_sentences, workers=workers, batch=batch,
-                          backbone_opts=backbone_opts, device=device, frame_selection=frame_selection)
+                          backbone_opts=backbone_opts, device=device, decode=decode)
             summary = run_slurm(plan, kwargs, slurm or {}, progress)
             summary.took_over = lock.took_over
             if plan.caption_map is not None and not summary.failures_of_jobs:

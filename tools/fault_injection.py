@@ -105,6 +105,7 @@ def kill_session(proc: subprocess.Popen) -> int:
                 pass
         time.sleep(0.05)
     proc.wait()
+    _ACTIVE.discard(proc)
     return len(killed)
 
 
@@ -115,9 +116,15 @@ def run_env(work: Path) -> dict:
     return env
 
 
+_ACTIVE: set[subprocess.Popen] = set()  # runs in flight, killed if this tool is stopped
+
+
 def start(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
-        return subprocess.Popen(argv, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _ACTIVE.add(proc)
+    return proc
 
 
 def run_to_end(argv: list[str], env: dict, log: Path, timeout: float) -> tuple[int, float]:
@@ -125,6 +132,7 @@ def run_to_end(argv: list[str], env: dict, log: Path, timeout: float) -> tuple[i
     proc = start(argv, env, log)
     try:
         rc = proc.wait(timeout)
+        _ACTIVE.discard(proc)
     except subprocess.TimeoutExpired:
         kill_session(proc)
         rc = -9
@@ -168,6 +176,7 @@ def inject(mode: Mode, ctx: dict, ref: Path, variant: str, kills: int, rng: np.r
             proc = start(mode.command(ctx, out, variant), env, logf)
             try:
                 proc.wait(delay)
+                _ACTIVE.discard(proc)
                 continue  # finished before the kill: nothing to count
             except subprocess.TimeoutExpired:
                 pass
@@ -316,6 +325,7 @@ def main(argv=None) -> int:
     env = run_env(work)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on `kill`
     try:
         ctx = mode.setup(work, args)
         ref = work / "reference"
@@ -327,6 +337,8 @@ def main(argv=None) -> int:
         print(f"reference: uninterrupted {ref_variant} run, {ref_s:.1f} s", flush=True)
         results = [inject(mode, ctx, ref, v, args.kills, rng, work, env, args.timeout) for v in variants]
     finally:
+        for proc in list(_ACTIVE):  # stopped mid-run: leave no run (or Ray cluster) behind
+            kill_session(proc)
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     cmd = " ".join(["python", "tools/fault_injection.py", *(argv if argv is not None else sys.argv[1:])])

@@ -59,6 +59,12 @@ class Backbone(nn.Module):
         """How many frames to sample evenly inside each feature's 1/fps-second window."""
         raise NotImplementedError
 
+    def decoder_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """With ``--frames fast``: a smaller (H, W) the decoder may scale native (height, width) frames to with an
+        area filter before the backbone sees them, because the backbone averages them down anyway; None (the
+        default) keeps native frames. Changes the numbers slightly (swscale's filter, uint8 rounding)."""
+        return None
+
     def weights_sha256(self) -> str | None:
         """SHA-256 of the weights this backbone loaded (file or folder), for run.json provenance; None if none."""
         return None if self.weights_path is None else weights_sha256(self.weights_path)
