@@ -186,6 +186,20 @@ def check_fps(fps: Any) -> float:
     return value
 
 
+def check_device(device: str) -> None:
+    """--device must name a torch device this machine has (ConfigError otherwise, before anything is built)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"--device {device!r}: not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is visible to torch")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device}: only cpu and cuda are supported")
+
+
 def check_out_path(out: Path) -> None:
     """Refuse an --out that cannot become a writable folder, without writing anything: an existing file, or a
     nearest existing ancestor that is not a writable folder (read-only file system, permissions)."""
@@ -560,6 +574,7 @@ def plan_run(videos, out_dir, backbone: Any = "thumbnail", weights=None, fps: fl
     if sn < 1 or not 0 <= si < sn:
         raise ConfigError(f"--shard {si}/{sn}: need 0 <= i < N")
     check_decoder(decoder)
+    check_device(device)
     if decode != "exact" and decoder != "pyav":
         raise ConfigError(f"--decode {decode} needs --decoder pyav (got {decoder})")
     if weights is not None and not Path(weights).exists():

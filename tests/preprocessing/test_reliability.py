@@ -195,6 +195,12 @@ def test_bad_backbone_option_names_it(vids, tmp_path, capsys, opt, msg):
     assert not (tmp_path / "o").exists()
 
 
+def test_unknown_device_is_one_line(vids, tmp_path, capsys):
+    assert _cli("--videos", vids, "--out", tmp_path / "o", "--device", "abacus", "--no-progress") == 2
+    assert "--device 'abacus': not a torch device" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
 def test_inputs_are_validated_before_the_first_expensive_stage(vids, tmp_path, capsys):
     bad_caps = tmp_path / "caps.json"
     bad_caps.write_text('{"a1": {"start": [0], "end": [1], "text": [3]}}')
