@@ -16,8 +16,9 @@ nodes must all see OUT and the videos at the same paths and have vidlang install
 **Slurm** (``--executor slurm --slurm jobs=N``). submitit submits a job array of N ``--shard i/N`` runs of the
 local runner (each takes its shard's lock and appends its own manifest lines) and waits for them. A job that dies
 (node failure, preemption, time limit) is resubmitted up to ``retries`` times (default 1); it resumes where it
-stopped. The driver holds the lock of the whole corpus (shard 0/1) meanwhile, so a second driver into OUT is
-refused. ``--slurm cluster=local`` runs the same jobs as local processes (submitit's LocalExecutor; used by the
+stopped. The driver holds ``OUT/.vidlang-slurm-driver.lock`` meanwhile, so a second Slurm driver into OUT is
+refused (runs with other shard counts into one OUT are not locked against each other: they would do work twice,
+correctly). ``--slurm cluster=local`` runs the same jobs as local processes (submitit's LocalExecutor; used by the
 tests). submitit keeps its job files (pickled by this run, read back by its own jobs) under ``OUT/.submitit``.
 """
 
@@ -85,7 +86,7 @@ def run_ray(plan: Plan, todo: list[tuple[str, str]], summary: Summary, workers: 
                          log_to_driver=False)
             else:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - Ray raises many types here; all mean "no cluster"
             raise ConfigError(f"--executor ray: cannot start or join Ray"
                               f"{'' if address is None else f' at {address}'}: {e}") from None
         started = True

@@ -88,6 +88,9 @@ class OutputError(VidlangError):
     """The output folder cannot be written (read-only file system, disk full, permissions): stops the run."""
 
 
+SLURM_DRIVER_LOCK = ".vidlang-slurm-driver.lock"
+
+
 def shard_lock_name(shard: tuple[int, int]) -> str:
     """Lock file of one shard in OUT (one per shard, so the shards of one corpus may share OUT)."""
     return f".vidlang-shard-{int(shard[0])}-of-{int(shard[1])}.lock"
@@ -704,7 +707,9 @@ def run_corpus(
                     captions=captions, merge_sentences=merge_sentences, workers=workers, shard=shard, batch=batch,
                     backbone_opts=backbone_opts, device=device, decode=decode, executor=executor)
     what = f"vidlang preprocess ({executor}, shard {plan.shard[0]}/{plan.shard[1]})"
-    with RunLock(plan.out, what, name=shard_lock_name(plan.shard)) as lock:
+    # a Slurm driver has a lock of its own: its jobs take the shard locks (with jobs=1, that of shard 0/1)
+    lock_name = SLURM_DRIVER_LOCK if executor == "slurm" else shard_lock_name(plan.shard)
+    with RunLock(plan.out, what, name=lock_name) as lock:
         check_run_json(plan.out, plan.settings)
         if executor == "slurm":
             from preprocessing.distributed import run_slurm

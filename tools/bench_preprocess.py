@@ -346,8 +346,10 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|")
     for k in names:
         spread = f" [{min(walls[k]):.2f}-{max(walls[k]):.2f}]" if args.repeats > 1 else ""
+        rate = n_frames / med[k]
+        rate_s = f"{rate:.0f}" if rate >= 100 else f"{rate:.2f}"
         print(f"| {k} | {med[k]:.2f}{spread} | {statistics.median(cpus[k]):.2f} | {video_s / med[k]:.1f} | "
-              f"{n_frames / med[k]:.0f} |")
+              f"{rate_s} |")
 
     def ratio(num: str, den: str) -> str:
         if num not in walls or den not in walls:

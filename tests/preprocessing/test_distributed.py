@@ -137,7 +137,16 @@ def test_slurm_array_through_submitits_local_executor_unites_to_the_single_store
     assert rc == 0, capsys.readouterr().err
     assert "5 done, 0 skipped, 1 failed" in capsys.readouterr().out
     assert_same_store(out, single)
-    assert {p.name for p in out.glob(".vidlang-shard-*.lock")} >= {f".vidlang-shard-{i}-of-3.lock" for i in range(3)}
+    assert {p.name for p in out.glob(".vidlang-*.lock")} == \
+        {f".vidlang-shard-{i}-of-3.lock" for i in range(3)} | {".vidlang-slurm-driver.lock"}
+
+
+def test_slurm_with_one_job_is_not_locked_out_by_its_own_driver(corpus, single, tmp_path):
+    out = tmp_path / "slurm1"
+    s = run_corpus(corpus, out, backbone_opts=OPTS, fps=2.0, executor="slurm", progress=False,
+                   slurm={"cluster": "local", "jobs": 1, "time": 10})
+    assert (s.done, s.failed, s.failures_of_jobs) == (5, 1, [])
+    assert_same_store(out, single)
 
 
 def test_slurm_settings_are_checked(corpus, tmp_path, capsys):
