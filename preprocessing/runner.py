@@ -40,6 +40,7 @@ frame displayed in its window, so neighbouring features repeat frames; the summa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -315,6 +316,22 @@ def _worker_run(job: _Job, vid: str, path: str, captions) -> dict:
     return extract_video(job, vid, path, _WORKER_BACKBONE, captions)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (None: unchanged), restoring the caller's setting."""
+    import torch
+
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 class _Raised:
     def __init__(self, exc: BaseException):
         self.exc = exc
@@ -388,7 +405,7 @@ def extract_video(job: _Job, vid: str, path: str, backbone, captions=None) -> di
     out = Path(job.out_dir)
     t0 = time.perf_counter()
     try:
-        with open_video(path, job.decoder) as reader:
+        with torch_threads(getattr(backbone, "torch_threads", None)), open_video(path, job.decoder) as reader:
             meta = reader.meta
             f = int(backbone.frames_per_feature(job.fps))
             times = feature_frame_times(meta.duration, job.fps, f)  # (T, f)

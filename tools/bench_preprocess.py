@@ -12,8 +12,9 @@ repeat, so no method always runs first; the table gives the median and the min-m
 2. decode-only bound, exact: the same decoder returning the same sampled frames, no features, nothing written;
 3. pipeline and bound with ``--decode scaled`` (the same frames, scaled down by the decoder for backbones that
    average them anyway), and its feature difference from the exact pipeline;
-4. before: the pipeline as it was before these two changes (every frame decoded, decode not overlapped with the
-   backbone; same features as 1), for the before/after row;
+4. before: the pipeline as it was before the exact speed-ups (every frame decoded, decode not overlapped with the
+   backbone, the thumbnail's float pooling with torch's default threads; same features as 1 to float32 rounding),
+   for the before/after row;
 5. MMPT-style baseline: ffmpeg (imageio-ffmpeg's static binary) pipes every frame at 30 fps as raw RGB, then the
    frames at the sampled times are picked and embedded in the same batches. MMPT holds the whole pipe output in
    memory; here it is consumed in chunks so the benchmark cannot exhaust RAM, and the memory MMPT would need is
@@ -146,16 +147,20 @@ def run_pipeline(videos, args, bb, weights, mode: str, keep: Path | None = None)
 
 
 def run_before(videos, args, bb, weights) -> None:
-    """The pipeline without the two exact speed-ups: every frame decoded, decode in the calling thread."""
+    """The pipeline as it was before the exact speed-ups: every frame decoded, decode in the calling thread, the
+    thumbnail's float pooling with torch's default threads (same features, to float32 rounding)."""
+    import preprocessing.backbones.thumbnail as thumb
     import preprocessing.decoders as dec
     import preprocessing.runner as runner
 
-    saved = dec.DISCARD_UNPICKED, runner.PREFETCH_DEPTH
-    dec.DISCARD_UNPICKED, runner.PREFETCH_DEPTH = False, 0
+    saved = dec.DISCARD_UNPICKED, runner.PREFETCH_DEPTH, thumb.INTEGER_POOLING, thumb.ThumbnailBackbone.torch_threads
+    dec.DISCARD_UNPICKED, runner.PREFETCH_DEPTH, thumb.INTEGER_POOLING = False, 0, False
+    thumb.ThumbnailBackbone.torch_threads = None
     try:
         run_pipeline(videos, args, bb, weights, "exact")
     finally:
-        dec.DISCARD_UNPICKED, runner.PREFETCH_DEPTH = saved
+        (dec.DISCARD_UNPICKED, runner.PREFETCH_DEPTH, thumb.INTEGER_POOLING,
+         thumb.ThumbnailBackbone.torch_threads) = saved
 
 
 def run_decode_only(videos, args, bb, mode: str) -> None:
@@ -177,6 +182,7 @@ def run_ffmpeg_pipe(videos, args, bb, with_features: bool) -> int:
     import torch
 
     from preprocessing.decoders import probe, resize_frames
+    from preprocessing.runner import torch_threads
 
     f, size = bb.frames_per_feature(args.fps), bb.frame_size
     exe = imageio_ffmpeg.get_ffmpeg_exe()
@@ -194,8 +200,8 @@ def run_ffmpeg_pipe(videos, args, bb, with_features: bool) -> int:
             nonlocal picked
             if picked and (force or len(picked) >= args.batch * f) and with_features:
                 x = resize_frames(np.stack(picked), size)
-                with torch.inference_mode():
-                    bb(torch.from_numpy(x).reshape(-1, f, *x.shape[1:]))
+                with torch.inference_mode(), torch_threads(getattr(bb, "torch_threads", None)):
+                    bb(torch.from_numpy(x).reshape(-1, f, *x.shape[1:]))  # as the pipeline runs it
             if force or len(picked) >= args.batch * f:
                 picked = []
 

@@ -42,6 +42,8 @@ class Backbone(nn.Module):
 
     name: str = "backbone"
     dim: int = 0
+    # torch intra-op threads the runner uses while this backbone extracts (None: leave torch's setting alone)
+    torch_threads: int | None = None
     max_batch: int = 64
     max_input_values: int = 1 << 25  # 32M values = 128 MB as float32
 

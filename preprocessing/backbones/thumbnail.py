@@ -53,6 +53,9 @@ _WORK = 4  # working resolution = _WORK x grid: enough to locate motion inside e
 class ThumbnailBackbone(Backbone):
     name = "thumbnail"
     max_batch = 512  # cheap per window; chunking only bounds memory for large frames
+    # Small tensors per window: a second intra-op thread costs more than it gives (measured on 2 cores: 2.5x the
+    # CPU per frame at 640x360, no faster), and the runner's decode thread wants that core.
+    torch_threads = 1
 
     def __init__(self, frames: int = 3, grid: int = 8, device: str = "cpu"):
         super().__init__(device=device)
@@ -121,6 +124,8 @@ def _cells(length: int, cells: int) -> list[tuple[int, int]]:
 
 
 _INT_MM_OK: bool | None = None  # torch._int_mm works here (checked once)
+# tools/bench_preprocess.py turns this off for its "before" row (PyTorch's float pooling); nothing else should
+INTEGER_POOLING = True
 
 
 def _int_mm_available() -> bool:
@@ -142,7 +147,8 @@ def area_average(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     m, h, w, _ = frames.shape
     oh, ow = size
-    if frames.device.type != "cpu" or frames.dtype != torch.uint8 or not _int_mm_available():
+    if (not INTEGER_POOLING or frames.device.type != "cpu" or frames.dtype != torch.uint8
+            or not _int_mm_available()):
         return F.adaptive_avg_pool2d(frames.float().permute(0, 3, 1, 2), size)
     # columns: an int8 0/1 matrix (w*3, ow*3) sums each cell's columns per channel (the channel stays interleaved)
     cols = torch.zeros(w, ow, dtype=torch.int8)
