@@ -109,7 +109,7 @@ def random_weights(backbone: str, folder: Path) -> Path:
     raise SystemExit(f"--random-weights: no published layout known for {backbone!r}")
 
 
-# -- timing helpers -----------------------------------------------------------------------------------------------------
+# -- timing helpers ---------------------------------------------------------------------------------------------
 def cpu_now() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -131,7 +131,7 @@ def sampled_times(path: Path, fps: float, frames_per_feature: int) -> tuple[np.n
     return feature_frame_times(meta.duration, fps, frames_per_feature).reshape(-1), meta.duration
 
 
-# -- the measured methods -----------------------------------------------------------------------------------------------
+# -- the measured methods ---------------------------------------------------------------------------------------
 def run_pipeline(videos, args, bb, weights, mode: str, keep: Path | None = None) -> None:
     from preprocessing.runner import run_corpus
 

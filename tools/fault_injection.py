@@ -353,8 +353,8 @@ def main(argv=None) -> int:
     for e in bad:
         print(f"  problem: {e}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": mode.name, "seed": args.seed, "results": [r.__dict__ for r in
-                                                                                                    results]}, indent=1))
+        figures = {"mode": mode.name, "seed": args.seed, "results": [r.__dict__ for r in results]}
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 1 if bad else 0
 
 

@@ -22,7 +22,7 @@ from tests.preprocessing.test_decoders import make_video
 from vidlang.cli import main as vidlang_main
 from vidlang.data import FeatureStore
 from vidlang.errors import LockedError
-from vidlang.io import RunLock, read_jsonl
+from vidlang.io import RunLock
 
 REPO = Path(__file__).resolve().parents[2]
 OPTS = {"frames": 2, "grid": 4}
