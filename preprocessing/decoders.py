@@ -6,7 +6,12 @@ last frame whose presentation timestamp (pts) is <= t. Times are mapped through 
 times after the last frame give the last frame.
 
 Frames are yielded in chunks (``batch`` frames at a time) so memory does not grow with the video's length:
-- ``pyav``: decodes sequentially once and converts only the frames that are picked (no seeking: exact on any GOP);
+- ``pyav``: decodes sequentially once and converts only the frames that are picked (no seeking: exact on any GOP).
+  Before a call's first frame it knows every frame the call will pick, so it tells FFmpeg to discard the
+  *non-reference* frames that are not picked (``skip_frame`` set per packet: "NONREF" for unpicked packets,
+  "DEFAULT" for picked ones). A non-reference frame is, by definition (H.264/HEVC ``nal_ref_idc`` = 0, MPEG-4 part 2
+  and VP8/VP9 droppable frames), never used to predict another frame, so the picked frames are bit-identical to a
+  full decode, while a 1 frame/s sampling of x264's default B-frame layout decodes about 2/3 of the frames;
 - ``decord``: ``get_batch`` per chunk; ``torchcodec``: ``get_frames_at`` per chunk. Both index frames in pts order,
   like the probe, so the probe's exact pts pick the index (falls back to the library's own timestamps,
   ``get_frames_played_at`` for torchcodec, if a library counts a different number of frames).
@@ -39,6 +44,9 @@ import numpy as np
 from vidlang.errors import ConfigError, DecodeError
 
 DECODERS = ("decord", "torchcodec", "pyav")
+# the exact path discards unpicked non-reference frames; tools/bench_preprocess.py turns this off to time the
+# decoder that decodes every frame (the "before" row), nothing else should
+DISCARD_UNPICKED = True
 # PyAV is the default: on a 10-min 640x360 30 fps H.264 file, sampling 3 frames per second, it took 5.9 s with
 # flat memory, torchcodec 6.4 s (+~90 MiB peak vs a 1-min file), decord 16 s with peak memory growing with the
 # video's length (+440 MiB vs a 1-min file; decord issues #197/#208). Measured with tools/bench_preprocess.py.
@@ -63,6 +71,7 @@ class VideoMeta:
 class _Probe:
     meta: VideoMeta
     pts: np.ndarray  # float64 (num_frames,), sorted, seconds relative to the first frame
+    pts_int: np.ndarray  # int64 (num_frames,), the same pts in stream time-base units (as packets carry them)
     start: float  # absolute pts (seconds) of the first frame
     coded_size: tuple[int, int]  # (H, W) as stored, before rotation
 
@@ -154,7 +163,7 @@ def probe(path: str | Path) -> _Probe:
     if rotation in (90, 270):
         h, w = w, h
     meta = VideoMeta(fps=float(fps), num_frames=n, duration=duration, width=int(w), height=int(h), rotation=rotation)
-    return _Probe(meta=meta, pts=rel, start=start, coded_size=coded)
+    return _Probe(meta=meta, pts=rel, pts_int=pts_sorted, start=start, coded_size=coded)
 
 
 def _norm_rotation(deg: float) -> int:
@@ -197,6 +206,7 @@ class VideoReader:
         self.path = Path(path)
         self._info = info
         self.meta: VideoMeta = info.meta
+        self._decoder_size: tuple[int, int] | None = None
 
     # -- decoder-specific ---------------------------------------------------------------------------------------
     def _decode(self, times: np.ndarray) -> np.ndarray:
@@ -206,20 +216,28 @@ class VideoReader:
     def close(self) -> None:
         pass
 
+    def _prepare(self, times: np.ndarray) -> None:
+        """Called once per frames_at call with all of its times, before the first frame is decoded."""
+
     # -- shared -------------------------------------------------------------------------------------------------
     def frames_at(
-        self, times: np.ndarray, batch: int = 64, size: tuple[int, int] | None = None
+        self, times: np.ndarray, batch: int = 64, size: tuple[int, int] | None = None,
+        decoder_size: tuple[int, int] | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(times_chunk, frames uint8 (n, H, W, 3))`` for the frame displayed at each time, ``batch`` at a time.
 
         ``times`` are seconds from the first frame (any order; sorted times stream fastest). ``size`` = (H, W)
-        resizes each chunk. Raises DecodeError if a requested frame cannot be decoded.
+        resizes each chunk. ``decoder_size`` = (H, W) lets a decoder that can (PyAV: swscale's area filter, in the
+        same pass as the YUV -> RGB conversion) deliver the picked frames at that size instead of the native one;
+        others ignore it. Raises DecodeError if a requested frame cannot be decoded.
         """
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(times)):
             raise ValueError("frames_at: times must be finite")
         if batch < 1:
             raise ValueError(f"frames_at: batch must be >= 1, got {batch}")
+        self._decoder_size = None if decoder_size is None else (int(decoder_size[0]), int(decoder_size[1]))
+        self._prepare(times)
         for s in range(0, len(times), batch):
             chunk = times[s : s + batch]
             try:
@@ -243,26 +261,46 @@ class VideoReader:
 
 
 class PyAVReader(VideoReader):
-    """Sequential decode; picks frames by pts. A request earlier than the current position restarts the stream."""
+    """Sequential decode; picks frames by pts. A request earlier than the current position restarts the stream.
+
+    Unpicked non-reference frames are discarded by FFmpeg; picked frames are exact (module docstring)."""
 
     name = "pyav"
 
     def __init__(self, path, info):
         super().__init__(path, info)
+        self._want: set[int] | None = None  # integer pts of the frames the current call picks (exact mode)
+        self.decoded = 0  # frames the decoder returned (what FFmpeg did not discard), for tests and benchmarks
         self._open()
 
     def _open(self) -> None:
         import av
 
         self._container = av.open(str(self.path))
-        stream = self._container.streams.video[0]
+        self._stream = stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threading: several x faster, output identical
         self._tb = float(stream.time_base)
-        self._frames = self._container.decode(stream)
+        self._frames = self._iter_frames()
         self._cur = None  # (pts_rel, frame) last frame decoded with pts <= the last request
         self._cur_arr = None
         self._next = None
         self._eof = False
+
+    def _prepare(self, times: np.ndarray) -> None:
+        if DISCARD_UNPICKED:
+            pts = self._info.pts
+            self._want = set(self._info.pts_int[self._indices(times, pts)].tolist())
+
+    def _iter_frames(self):
+        cc = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            # The decision is taken when the packet is sent, which is what frame threading honours too.
+            ts = packet.pts if packet.pts is not None else packet.dts
+            keep = self._want is None or ts is None or packet.size == 0 or ts in self._want
+            cc.skip_frame = "DEFAULT" if keep else "NONREF"
+            for frame in cc.decode(packet):
+                self.decoded += 1
+                yield frame
 
     def _advance_to(self, t: float) -> None:
         while not self._eof:
@@ -283,7 +321,8 @@ class PyAVReader(VideoReader):
     def _decode(self, times):
         pts = self._info.pts
         targets = pts[self._indices(times, pts)]  # exact pts of the frame wanted, so truncation is detectable
-        out = np.empty((len(times), self.meta.height, self.meta.width, 3), np.uint8)
+        h, w = self._decoder_size or (self.meta.height, self.meta.width)
+        out = np.empty((len(times), h, w, 3), np.uint8)
         for i, t in enumerate(targets):
             if self._cur is not None and t < self._cur[0] - 1e-9:
                 self.close()
@@ -294,7 +333,13 @@ class PyAVReader(VideoReader):
             if self._cur[0] < t - 1e-6 and self._eof:
                 raise _fail(self.path, f"truncated: decoding stopped at {self._cur[0]:.2f} s, frame at {t:.2f} s missing")
             if self._cur_arr is None:
-                arr = self._cur[1].to_ndarray(format="rgb24")
+                frame = self._cur[1]
+                if self._decoder_size is not None:
+                    # scale the coded picture so that it is (h, w) once upright
+                    ch, cw = (w, h) if self.meta.rotation in (90, 270) else (h, w)
+                    arr = frame.reformat(width=cw, height=ch, format="rgb24", interpolation="AREA").to_ndarray()
+                else:
+                    arr = frame.to_ndarray(format="rgb24")
                 self._cur_arr = rotate_upright(arr[None], self.meta.rotation)[0]
             out[i] = self._cur_arr
         return out

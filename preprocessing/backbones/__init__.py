@@ -71,11 +71,31 @@ def build_backbone(name: str, weights: str | Path | None = None, device: str = "
     if unknown:
         raise VidlangError(f"backbone {name!r}: unknown option(s) {', '.join(unknown)}; "
                            f"known: {', '.join(allowed) or 'none'}")
+    params = inspect.signature(builder).parameters
+    for key, value in opts.items():
+        _check_option_type(name, key, value, params[key].default)
     try:
         backbone = builder(weights=weights, device=device, **opts)
-    except ValueError as exc:
-        raise VidlangError(str(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise VidlangError(f"backbone {name!r}: invalid option(s) "
+                           f"{', '.join(f'{k}={v!r}' for k, v in opts.items())}: {exc}") from exc
     return backbone.eval()
+
+
+def _check_option_type(backbone: str, key: str, value, default) -> None:
+    """An option must have its default's type (an int is fine where a float is expected; None default: any).
+
+    Options come from the command line as YAML scalars (``--opt grid=8`` is the int 8), so a wrong type is a
+    user's typo (``grid=zz``) that would otherwise surface as a TypeError deep inside the builder."""
+    if default is None or default is inspect.Parameter.empty:
+        return
+    expected = type(default)
+    ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise VidlangError(f"backbone {backbone!r}: option {key}={value!r} must be {expected.__name__} "
+                           f"(default {default!r})")
 
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone", "load_state_dict_file", "load_strict", "weights_sha256"]

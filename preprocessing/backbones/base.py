@@ -42,6 +42,8 @@ class Backbone(nn.Module):
 
     name: str = "backbone"
     dim: int = 0
+    # torch intra-op threads the runner uses while this backbone extracts (None: leave torch's setting alone)
+    torch_threads: int | None = None
     max_batch: int = 64
     max_input_values: int = 1 << 25  # 32M values = 128 MB as float32
 
@@ -58,6 +60,12 @@ class Backbone(nn.Module):
     def frames_per_feature(self, fps: float) -> int:
         """How many frames to sample evenly inside each feature's 1/fps-second window."""
         raise NotImplementedError
+
+    def decoder_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """With ``--frames fast``: a smaller (H, W) the decoder may scale native (height, width) frames to with an
+        area filter before the backbone sees them, because the backbone averages them down anyway; None (the
+        default) keeps native frames. Changes the numbers slightly (swscale's filter, uint8 rounding)."""
+        return None
 
     def weights_sha256(self) -> str | None:
         """SHA-256 of the weights this backbone loaded (file or folder), for run.json provenance; None if none."""

@@ -22,7 +22,14 @@ slice (g = 8)         size         content (all on fixed scales, never per-video
 Properties the tests pin: the colour layout ignores the order of frames in a window; reversing the frames keeps
 colour, motion energy, centroid and energy and negates the signed parts (brightness change, shift, global change).
 With one frame per window the motion parts are zero. Frames are first area-averaged to a working resolution of at
-most 4g×4g (32×32), where all parts are computed; it works on any frame size (adaptive pooling).
+most 4g×4g (32×32), where all parts are computed; it works on any frame size (adaptive pooling: cell i of an axis
+of length L averages pixels floor(i L / n) .. ceil((i + 1) L / n) - 1).
+
+That first average reads every pixel and dominates the cost at video resolutions, so on the CPU it is computed in
+integers: pixel values shifted to int8 (x - 128), summed over each cell's columns by an int8 matrix product
+(``torch._int_mm``, exact int32 sums), then over its rows in float64 (exact), divided once and rounded once to
+float32. That is the exact cell mean correctly rounded, equal to PyTorch's float32 ``adaptive_avg_pool2d`` to
+within float32 rounding (tests/preprocessing/test_backbones.py), at about a third of its cost.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ _WORK = 4  # working resolution = _WORK x grid: enough to locate motion inside e
 class ThumbnailBackbone(Backbone):
     name = "thumbnail"
     max_batch = 512  # cheap per window; chunking only bounds memory for large frames
+    # Small tensors per window: a second intra-op thread costs more than it gives (measured on 2 cores: 2.5x the
+    # CPU per frame at 640x360, no faster), and the runner's decode thread wants that core.
+    torch_threads = 1
 
     def __init__(self, frames: int = 3, grid: int = 8, device: str = "cpu"):
         super().__init__(device=device)
@@ -59,15 +69,24 @@ class ThumbnailBackbone(Backbone):
     def frames_per_feature(self, fps: float) -> int:
         return self.frames
 
+    def decoder_size(self, height: int, width: int) -> tuple[int, int] | None:
+        # Every part is computed at the working resolution, which the first step area-averages to. The decoder is
+        # asked for twice that (then averaged 2x2 here, exactly): swscale's area filter straight to the working
+        # size differs from an exact box average by up to ~90 grey levels at sharp edges, at twice the size by up
+        # to ~30 (mean 0.8), measured on tools/bench_preprocess.py's 640x360 video.
+        size = (min(height, 2 * _WORK * self.grid), min(width, 2 * _WORK * self.grid))
+        return None if size == (height, width) else size
+
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
         n, f, h, w, _ = frames.shape
         g = self.grid
         # One conversion pass, then area-average down to the working resolution (at most 4g x 4g): the grids are
         # g x g anyway, and every later pass then touches few pixels. channels-last view: no copy before pooling.
-        x = frames.reshape(n * f, h, w, 3).float().permute(0, 3, 1, 2)  # ((n f), c, h, w) in [0, 255]
         work = (min(h, _WORK * g), min(w, _WORK * g))
-        if work != (h, w):
-            x = F.adaptive_avg_pool2d(x, work)
+        if work == (h, w):
+            x = frames.reshape(n * f, h, w, 3).float().permute(0, 3, 1, 2)  # ((n f), c, h, w) in [0, 255]
+        else:
+            x = area_average(frames.reshape(n * f, h, w, 3), work)           # ((n f), c, h', w') in [0, 255]
         x = x.contiguous().view(n, f, 3, *work).div_(255.0)              # (n, f, c, h', w') in [0, 1]
 
         colour = F.adaptive_avg_pool2d(x.mean(dim=1), g)                 # (n, c, g, g)
@@ -97,6 +116,58 @@ class ThumbnailBackbone(Backbone):
 
         return torch.cat([colour.reshape(n, -1), energy_grid.reshape(n, -1), change.reshape(n, -1),
                           shift, where, energy, global_change.unsqueeze(1)], dim=1)
+
+
+def _cells(length: int, cells: int) -> list[tuple[int, int]]:
+    """[start, end) of each adaptive-pooling cell along an axis (PyTorch's adaptive_avg_pool rule)."""
+    return [((i * length) // cells, -((-(i + 1) * length) // cells)) for i in range(cells)]
+
+
+_INT_MM_OK: bool | None = None  # torch._int_mm works here (checked once)
+# tools/bench_preprocess.py turns this off for its "before" row (PyTorch's float pooling); nothing else should
+INTEGER_POOLING = True
+
+
+def _int_mm_available() -> bool:
+    global _INT_MM_OK
+    if _INT_MM_OK is None:
+        try:
+            a = torch.ones(2, 3, dtype=torch.int8)
+            _INT_MM_OK = bool((torch._int_mm(a, a.t().contiguous()) == 3).all())
+        except (RuntimeError, AttributeError):  # a torch build without the CPU kernel
+            _INT_MM_OK = False
+    return _INT_MM_OK
+
+
+def area_average(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Adaptive area average of uint8 RGB frames, as float32 in [0, 255].
+
+    Shapes: frames uint8 (m, h, w, 3) -> float32 (m, 3, size[0], size[1]).
+    On the CPU: exact integer sums (module docstring), else PyTorch's float32 adaptive_avg_pool2d.
+    """
+    m, h, w, _ = frames.shape
+    oh, ow = size
+    if (not INTEGER_POOLING or frames.device.type != "cpu" or frames.dtype != torch.uint8
+            or not _int_mm_available()):
+        return F.adaptive_avg_pool2d(frames.float().permute(0, 3, 1, 2), size)
+    # columns: an int8 0/1 matrix (w*3, ow*3) sums each cell's columns per channel (the channel stays interleaved)
+    cols = torch.zeros(w, ow, dtype=torch.int8)
+    col_n = torch.empty(ow, dtype=torch.float64)
+    for j, (a, b) in enumerate(_cells(w, ow)):
+        cols[a:b, j] = 1
+        col_n[j] = b - a
+    sel = torch.kron(cols, torch.eye(3, dtype=torch.int8))              # (w*3, ow*3): channel c -> channel c
+    # x - 128 as int8 is x ^ 0x80 reinterpreted; its sums + 128 * width are the sums of x, exactly
+    shifted = (frames.reshape(m * h, w * 3) ^ 128).view(torch.int8)
+    col_sums = torch._int_mm(shifted, sel).view(m, h, ow, 3)            # int32, exact
+    col_sums = col_sums.double() + 128.0 * col_n.view(1, 1, ow, 1)
+    rows = torch.zeros(oh, h, dtype=torch.float64)
+    row_n = torch.empty(oh, dtype=torch.float64)
+    for i, (a, b) in enumerate(_cells(h, oh)):
+        rows[i, a:b] = 1.0
+        row_n[i] = b - a
+    sums = torch.einsum("ih,mhjc->mcij", rows, col_sums)                # (m, 3, oh, ow), exact in float64
+    return (sums / (row_n.view(1, 1, oh, 1) * col_n.view(1, 1, 1, ow))).float()
 
 
 def _centroid(mass_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

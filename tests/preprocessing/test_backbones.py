@@ -363,3 +363,19 @@ def test_x3d_loads_checkpoint_and_matches_head_features(tmp_path):
         build_backbone("x3d", weights=plain)
     with pytest.raises(VidlangError, match="unknown variant 'xl'"):
         build_backbone("x3d", weights=hub, variant="xl")
+
+
+@pytest.mark.parametrize("shape, size", [((6, 360, 640, 3), (32, 32)), ((3, 1080, 1920, 3), (32, 32)),
+                                         ((4, 50, 33, 3), (32, 32)), ((2, 100, 7, 3), (32, 7))])
+def test_thumbnail_integer_area_average_is_the_exact_mean(shape, size):
+    """The integer path (int8 sums by torch._int_mm) equals the float64 cell mean rounded once to float32, and
+    PyTorch's float32 adaptive_avg_pool2d to within float32 rounding."""
+    import torch.nn.functional as F
+
+    from preprocessing.backbones.thumbnail import area_average
+
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(len(shape) + shape[1]))
+    got = area_average(x, size)
+    exact = F.adaptive_avg_pool2d(x.double().permute(0, 3, 1, 2), size).float()
+    assert_close(got, exact, rtol=0, atol=0)
+    assert_close(got, F.adaptive_avg_pool2d(x.float().permute(0, 3, 1, 2), size), rtol=2.4e-7, atol=0)
