@@ -197,5 +197,5 @@ def test_an_imported_store_trains_like_an_extracted_one(released, tmp_path, tiny
     capsys.readouterr()
     assert vidlang_main(["train", "--config", str(cfg), f"data.features={out}", f"data.splits={splits}",
                          "--out", str(tmp_path / "run")]) == 0
-    assert "trained norton for 2 steps" in capsys.readouterr().out
+    assert "trained dual_encoder with norton for 2 steps" in capsys.readouterr().out
     assert list(read_jsonl(out / "manifest.jsonl"))
