@@ -91,6 +91,59 @@ def bench_step_ratio(batch_videos: int = 16, clips: int = 8, repeats: int = 10, 
     return out
 
 
+def bench_trainer_ratio(steps: int = 40, rounds: int = 3, videos: int = 64, seconds: int = 60, feature_dim: int = 272,
+                        config: str | Path = REPO / "configs/norton/demo_cpu.yaml", seed: int = 0,
+                        threads: int | None = None) -> dict:
+    """The same ratio through the real trainer (vidlang.train.trainer.Trainer: DataLoader, sampling, tokenising,
+    loss bookkeeping, finiteness check, logging), so what the trainer adds around the objective is counted.
+
+    An in-memory corpus of `videos` random-feature videos narrated every 4 s; runs of `steps` optimizer steps
+    (no evaluation or checkpoint inside the timed window), objectives alternating over `rounds` rounds; the time
+    per step is the median over the steps after the first 5 of each run, then the median over rounds.
+    -> {"infonce_s", "norton_s", "ratio", ...}
+    """
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from vidlang.config import load_config
+    from vidlang.data.train_data import TrainData
+    from vidlang.datasets import CaptionLine
+    from vidlang.train.config import TrainConfig
+    from vidlang.train.trainer import train
+
+    if threads is not None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    feats = {f"b{v:03d}": rng.normal(size=(seconds, feature_dim)).astype(np.float32) for v in range(videos)}
+    caps = {vid: [CaptionLine(4.0 * i, 4.0 * i + 3.0, " ".join(rng.choice(WORDS, size=int(rng.integers(3, 8)))))
+                  for i in range(seconds // 4)] for vid in feats}
+    data = TrainData(feats, caps, sorted(feats), fps=1.0, dim=feature_dim)
+    times: dict[str, list[float]] = {"infonce": [], "norton": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(rounds):
+                for name in times:
+                    stamps: list[float] = []
+                    cfg = load_config(TrainConfig, config, [f"loss.objective={name}", f"train.steps={steps}",
+                                                            "train.eval_every=0", "train.save_every=0",
+                                                            "train.progress=false", "train.tensorboard=false",
+                                                            "data.heldout_frac=0", f"train.seed={seed}"])
+                    train(cfg, Path(tmp) / f"{name}{r}", data=data,
+                          callbacks=[lambda step, rec, model: stamps.append(time.perf_counter())],
+                          stop_after=steps - 1)  # the last step of a run evaluates and saves: keep it out
+                    times[name].append(float(np.median(np.diff(stamps[4:]))))
+    finally:
+        if threads is not None:
+            torch.set_num_threads(before)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"infonce_s": med["infonce"], "norton_s": med["norton"], "ratio": med["norton"] / med["infonce"],
+            "per_round": {k: v for k, v in times.items()}, "steps": steps, "rounds": rounds,
+            "threads": torch.get_num_threads() if threads is None else threads}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs/norton/demo_cpu.yaml"))
