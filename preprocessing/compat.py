@@ -1,8 +1,8 @@
 """The one place where vidlang patches third-party import problems.
 
 pytorchvideo 0.1.5 (its last release, 2022) imports ``torchvision.transforms.functional_tensor``, a module that
-torchvision renamed ``_functional_tensor`` (the old name is gone in torchvision 0.17+; vidlang pins 0.29.1). Aliasing the new module under the old name in ``sys.modules`` before pytorchvideo is imported
-is enough: the functions it uses kept their signatures. Every vidlang module that needs pytorchvideo imports it
+torchvision renamed ``_functional_tensor`` (the old name is gone in torchvision 0.17+; vidlang pins 0.29.1).
+Aliasing the new module under the old name in ``sys.modules`` before pytorchvideo is imported is enough: the functions it uses kept their signatures. Every vidlang module that needs pytorchvideo imports it
 through :func:`import_pytorchvideo` so the alias is installed exactly once and in one place.
 """
 

@@ -4,8 +4,8 @@ At feature rate F (features per second) feature i covers the window [i/F, (i+1)/
 per feature gets f times evenly inside that window, at the centres of f equal sub-windows:
 ``t_ij = (i + (j + 0.5) / f) / F``. Each time then maps to the frame displayed at that instant (decoders.py).
 With a 30 fps video, F = 1 and f = 30 this picks exactly frames 30i .. 30i+29: the reference S3D setting
-(HowTo100M S3D features: 30 fps input, one 512-d feature per second; Miech et al. 2019). Times past the last frame are clamped to it, so a
-partial last window repeats the final frame. The number of features is T = ceil(duration * F).
+(HowTo100M S3D features: 30 fps input, one 512-d feature per second; Miech et al. 2019). Times past the last
+frame are clamped to it, so a partial last window repeats the final frame. The number of features is T = ceil(duration * F).
 """
 
 from __future__ import annotations

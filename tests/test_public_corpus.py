@@ -1,8 +1,8 @@
 """`vidlang demo --corpus DIR`: a corpus in the public layout that vidlang did not generate.
 
 The corpus here is written by tools/independent_corpus/make_corpus.py, a generator that imports no vidlang code
-and was written from the public formats' descriptions alone, so these tests check vidlang's readers, preprocessing and every
-evaluation task against files another writer produced (not against vidlang's own synth).
+and was written from the public formats' descriptions alone, so these tests check vidlang's readers,
+preprocessing and every evaluation task against files another writer produced (not against vidlang's own synth).
 """
 
 from __future__ import annotations

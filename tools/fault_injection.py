@@ -360,7 +360,9 @@ def _train_compare(ctx: dict, ref: Path, out: Path) -> Comparison:
         if not b.is_file() or a.read_bytes() != b.read_bytes():
             problems.append(f"{ckpt}/model.safetensors differs")
             lost += 1
-    strip = lambda r: json.dumps({k: v for k, v in r.items() if k not in ("time", "time_s")}, sort_keys=True)  # noqa: E731
+    def strip(r: dict) -> str:
+        return json.dumps({k: v for k, v in r.items() if k not in ("time", "time_s")}, sort_keys=True)
+
     log_a = [strip(r) for r in _records(ref / "train_log.jsonl")]
     log_b = [strip(r) for r in _records(out / "train_log.jsonl")]
     duplicates = len(log_b) - len(set(log_b))

@@ -87,7 +87,8 @@ def prepare_corpus(out: Path, synth_args: list[str], workers: int = 2, log=print
     """synth -> preprocess (thumbnail features at 1/s + cleaned narration) for the long videos and MSR-VTT clips."""
     out = Path(out)
     root = out / "corpus"
-    corpus = CorpusPaths(root, out / "features", out / "msrvtt_features", root / "splits.json", root / "ground_truth.json")
+    corpus = CorpusPaths(root, out / "features", out / "msrvtt_features", root / "splits.json",
+                         root / "ground_truth.json")
     t0 = time.perf_counter()
     if not corpus.ground_truth.exists():
         run_cli(["synth", corpus.root, *synth_args, "--workers", workers, "--no-progress"])
@@ -152,7 +153,8 @@ def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) ->
     return corpus
 
 
-def train_stage(config: str, out: Path, corpus: CorpusPaths, overrides: list[str] = (), init_from: Path | None = None) -> Path:
+def train_stage(config: str, out: Path, corpus: CorpusPaths, overrides: list[str] = (),
+                init_from: Path | None = None) -> Path:
     """Train (or resume, or skip when finished) one run; returns its best checkpoint directory."""
     out = Path(out)
     if (out / "summary.json").exists() and (out / "best").is_dir():
@@ -165,7 +167,8 @@ def train_stage(config: str, out: Path, corpus: CorpusPaths, overrides: list[str
 
 
 def untrained_checkpoint(config: str, out: Path, corpus: CorpusPaths, seed: int = 0) -> Path:
-    """The model a run would start from (packaged MiniLM text tower, random video tower and heads), saved as a checkpoint."""
+    """The model a run would start from (packaged MiniLM text tower, random video tower and heads), saved as a
+    checkpoint."""
     out = Path(out)
     if (out / "model.safetensors").exists():
         return out

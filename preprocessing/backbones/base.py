@@ -8,7 +8,7 @@ Axis legend (tensor comments in the backbones): ``n`` feature windows in a batch
 ``c`` colour channels, ``h``/``w`` frame height/width, ``d`` feature dimension.
 
 Weight files handed over by users are never unpickled: ``.pth``/``.pt``/``.bin`` load with
-``torch.load(map_location="cpu", weights_only=True)`` and ``.safetensors`` with safetensors: a weights file a user hands over is never unpickled.
+``torch.load(map_location="cpu", weights_only=True)`` and ``.safetensors`` with safetensors.
 """
 
 from __future__ import annotations

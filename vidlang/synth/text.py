@@ -4,9 +4,9 @@ Everything here is a pure function of its arguments and a `numpy.random.Generato
 is reproducible from (seed, video index) alone. Nothing renders pixels here (see render.py).
 
 Why so much vocabulary: a small fixed pool of irrelevant lines is memorised by a text encoder within seconds
-(measured with 120 videos and ~850 training pairs), so chatter is drawn from a compositional space of tens of thousands of
-sentences, and relevant lines are paraphrased (verbs, nouns, directions, sentence frames) so that a model cannot
-match narration to steps by exact string identity.
+(measured with 120 videos and ~850 training pairs), so chatter is drawn from a compositional space of tens of
+thousands of sentences, and relevant lines are paraphrased (verbs, nouns, directions, sentence frames) so that a
+model cannot match narration to steps by exact string identity.
 """
 
 from __future__ import annotations

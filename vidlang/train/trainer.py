@@ -155,11 +155,13 @@ class Trainer:
         self.select_mode = self.model_cls.selection_metrics()[cfg.train.select_metric]
         # cpu=True without CUDA: only then does accelerate recognise a torchrun/accelerate multi-process CPU launch
         # (MULTI_CPU, gloo) instead of silently running each process as its own single-process job.
-        acc = self.accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available(),
+        acc = self.accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision,
+                                             cpu=not torch.cuda.is_available(),
                                              gradient_accumulation_steps=cfg.train.grad_accum)
         self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
         if cfg.data.batch_videos % self.world:
-            raise ConfigError(f"data.batch_videos={cfg.data.batch_videos} is not divisible by the {self.world} processes")
+            raise ConfigError(f"data.batch_videos={cfg.data.batch_videos} is not divisible by the {self.world} "
+                              "processes")
         if self.main:
             self.lock = RunLock(self.out, f"vidlang train ({cfg.model.arch}, {cfg.loss.objective})").acquire()
         acc.wait_for_everyone()
@@ -215,7 +217,8 @@ class Trainer:
             diffs.remove(steps_only[0])
             done = st.read_trainer_json(found).get("step", 0)
             if self.cfg.train.steps <= done:
-                raise TrainingError(f"--extend: train.steps={self.cfg.train.steps} but the run is already at step {done}")
+                raise TrainingError(f"--extend: train.steps={self.cfg.train.steps} but the run is already at step "
+                                    f"{done}")
         if diffs:
             hint = " (--extend allows a larger train.steps)" if diffs == steps_only else ""
             raise TrainingError(f"{self.out} holds a run made with another config: {'; '.join(diffs)}{hint}; "
