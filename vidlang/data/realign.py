@@ -104,6 +104,8 @@ def realign(embedder, store, captions: dict, method: str = "dp", params: al.Alig
     if method == "ot-clean" and drop_rule != "video-z":
         raise VidlangError(f"--method ot-clean drops the lines its bucket takes: it needs --drop-rule video-z, "
                            f"not {drop_rule}")
+    if method == "ot-clean" and drop_score == "aligner":
+        raise VidlangError("--drop-score aligner: ot-clean has no aligner score of its own; use contrast or max_sim")
     fps = store.fps
     if not fps:
         raise VidlangError(f"{store.root}: the feature store does not record its fps")
@@ -138,10 +140,8 @@ def realign(embedder, store, captions: dict, method: str = "dp", params: al.Alig
             score = al.peak_over_baseline(sim, te @ ref)
         elif drop_score == "max_sim":
             score = sim.max(dim=1).values.numpy()
-        elif res is not None:
-            score = np.asarray(res.alignability, dtype=np.float64)
         else:
-            raise VidlangError("--drop-score aligner: ot-clean has no aligner score of its own; use contrast or max_sim")
+            score = np.asarray(res.alignability, dtype=np.float64)
         half = np.maximum(np.asarray(ends, np.float64) - np.asarray(starts, np.float64), 0.0) / 2
         if method == "ot-clean":
             aligner_score, _ = al.alignment_scores(smooth, starts, ends, fps, params)
