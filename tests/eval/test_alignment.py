@@ -263,3 +263,145 @@ def test_run_alignment_synthetic_vs_htm_align_and_training_split_tuning(tmp_path
     assert tuned["hyperparameters"]["tuning"]["recall_dp"] == 100.0
     with pytest.raises(Exception, match="training videos only"):
         run_alignment(OracleEmbedder(), store, str(tmp_path / "gt_train.json"), tune_split="val")
+
+
+# ------------------------------------------------------------------------------- realignment (`vidlang align`)
+from vidlang.eval.alignment import (REALIGN_PARAMS, CleanedLines, RealignCounts, align_lines_smoothed,  # noqa: E402
+                                    keep_lines, match_lines, ot_clean_lines, peak_over_baseline,
+                                    realign_counts, robust_standardise, smooth_over_seconds)
+
+
+def test_robust_standardise_hand_case_and_affine_invariance():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 10.0])  # median 3, MAD 1
+    torch.testing.assert_close(robust_standardise(x), (x - 3.0) / 1.4826)
+    torch.testing.assert_close(robust_standardise(5.0 * x - 7.0), robust_standardise(x))
+    torch.testing.assert_close(robust_standardise(np.array([0.3])), np.array([0.0]))  # one line: MAD 0 -> 0
+    assert robust_standardise(np.zeros(0)).shape == (0,)
+
+
+def _video_scores(seed, n_videos=6):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(rng.normal(0, 2), rng.uniform(0.5, 2), rng.integers(1, 12)) for _ in range(n_videos)]
+
+
+@pytest.mark.parametrize("rule,value", [("video-z", 0.8), ("video-z", 0.0), ("video-frac", 0.3)])
+@pytest.mark.parametrize("seed", range(5))
+def test_per_video_rules_ignore_the_other_videos(rule, value, seed):
+    scores = _video_scores(seed)
+    kept = keep_lines(scores, rule, value)
+    assert [k.shape for k in kept] == [s.shape for s in scores]
+    for v in range(len(scores)):  # one video scored higher and wider (a video the model was trained on)
+        moved = [s * 3.0 + 5.0 if i == v else s for i, s in enumerate(scores)]
+        again = keep_lines(moved, rule, value)
+        for a, b in zip(kept, again):
+            np.testing.assert_array_equal(a, b)
+        # ... and what one video keeps does not depend on which other videos are in the run
+        np.testing.assert_array_equal(keep_lines([scores[v]], rule, value)[0], kept[v])
+
+
+def test_global_quantile_penalises_the_video_scored_lower():
+    # two videos with the same lines, one scored uniformly lower (one the model has not seen)
+    seen = np.array([0.9, 0.8, 0.7, 0.3, 0.85, 0.75])
+    unseen = seen - 0.5
+    g = keep_lines([seen, unseen], "global-frac", 0.3)
+    assert g[0].all() and g[1].sum() < len(unseen)  # the global rule drops only the unseen video's lines
+    for rule, value in (("video-z", 0.8), ("video-frac", 0.3)):
+        a, b = keep_lines([seen, unseen], rule, value)
+        np.testing.assert_array_equal(a, b)
+        assert not a[3]  # the outlier line goes in both
+
+
+def test_video_frac_hand_case_and_ties():
+    np.testing.assert_array_equal(keep_lines([np.array([3.0, 1.0, 2.0, 5.0])], "video-frac", 0.25)[0],
+                                  [True, False, True, True])
+    # round(0.3 * 5) = 2 lines go; of the tied lowest scores the earlier goes first
+    np.testing.assert_array_equal(keep_lines([np.array([1.0, 0.0, 0.0, 0.0, 2.0])], "video-frac", 0.3)[0],
+                                  [True, False, False, True, True])
+    # video-z hand case: median 3, robust SD 1.4826; 1.0 is 1.35 SDs below -> dropped at 0.8, kept at 1.5
+    x = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
+    np.testing.assert_array_equal(keep_lines([x], "video-z", 0.8)[0], [False, True, True, True, True])
+    np.testing.assert_array_equal(keep_lines([x], "video-z", 1.5)[0], [True] * 5)
+    with pytest.raises(ValueError, match="unknown drop rule"):
+        keep_lines([x], "median", 1.0)
+    with pytest.raises(ValueError):
+        keep_lines([x], "video-frac", 1.0)
+
+
+def test_smooth_over_seconds_matches_a_naive_moving_average():
+    sim = torch.randn(3, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for width in (1, 3, 5, 4):
+        half = width // 2
+        naive = torch.stack([torch.stack([sim[l, [min(max(j, 0), 10) for j in range(t - half, t + half + 1)]].mean()
+                                          for t in range(11)]) for l in range(3)])
+        torch.testing.assert_close(smooth_over_seconds(sim, width), naive)
+    torch.testing.assert_close(smooth_over_seconds(sim, 0), sim)
+
+
+def test_smoothed_aligner_is_the_dp_on_the_smoothed_similarity():
+    sim = torch.randn(4, 30, generator=torch.Generator().manual_seed(1))
+    starts, ends = [2.0, 8.0, 15.0, 22.0], [4.0, 10.0, 17.0, 24.0]
+    a = align_lines_smoothed(sim, starts, ends, 1.0, REALIGN_PARAMS, smooth_s=5)
+    b = align_lines_dp(smooth_over_seconds(sim, 5), starts, ends, 1.0, REALIGN_PARAMS)
+    np.testing.assert_array_equal(a.index, b.index)
+    # no smoothing: exactly align_lines_dp
+    c = align_lines_smoothed(sim, starts, ends, 1.0, REALIGN_PARAMS, smooth_s=0)
+    np.testing.assert_array_equal(c.index, align_lines_dp(sim, starts, ends, 1.0, REALIGN_PARAMS).index)
+
+
+def test_peak_over_baseline_hand_case():
+    sim = torch.tensor([[0.1, 0.9, 0.2], [0.5, 0.5, 0.6]])
+    torch.testing.assert_close(peak_over_baseline(sim, np.array([0.3, 0.55])), np.array([0.6, 0.05]),
+                               atol=1e-6, rtol=0)
+    with pytest.raises(ValueError):
+        peak_over_baseline(sim, np.array([0.3]))
+
+
+def test_match_lines_exact_contained_nearest_and_too_far():
+    texts = ["Cut the onion.", "uh yeah blow up the green tile", "cut the onion", "stir"]
+    starts = [10.0, 30.0, 50.0, 70.0]
+    truth = ["cut the onion", "blow up the green tile", "cut the onion", "stir well now", "add salt", "stir"]
+    got = match_lines(truth, [11.0, 31.0, 49.0, 71.0, 12.0, 95.0], texts, starts)
+    # exact (normalised) text, nearest start; contained words; containing words; no candidate; too far (> 10 s)
+    assert got == [0, 1, 2, 3, None, None]
+
+
+def test_realign_counts_hand_case():
+    iv = [(10.0, 20.0), None, (30.0, 40.0), None, (50.0, 60.0), (70.0, 80.0)]
+    times = [15.0, 5.0, 45.0, 7.0, 55.0, float("nan")]  # hit, -, miss, -, hit but dropped, unmatched
+    kept = [True, False, True, True, False, True]
+    raw = [21.0, 5.0, 35.0, 7.0, 55.0, 75.0]  # raw: miss, -, hit, -, hit, hit
+    c = realign_counts(times, kept, raw, iv)
+    assert c == RealignCounts(lines=6, kept=3, relevant=4, relevant_kept=2, hits=1, hits_raw=3,
+                              irrelevant_dropped=1, unmatched=1)
+    m = (c + c).metrics()
+    assert m["recall"] == 25.0 and m["recall_raw_timestamps"] == 75.0 and m["relevant_kept_pct"] == 50.0
+    assert m["irrelevant_dropped_pct"] == 50.0 and m["kept_pct"] == 50.0 and m["counts"]["lines"] == 12
+
+
+def test_ot_clean_drops_exactly_the_bucket_lines_and_retimes_the_others():
+    from vidlang.eval.alignment import alignment_scores
+    from vidlang.losses.ot import sinkhorn_with_bucket
+
+    T = 40
+    sim = torch.full((4, T), 0.1, dtype=torch.float64)
+    sim[0, 5:9] = 0.9  # step A at 5-9 s, narrated at 1-3 s (early)
+    sim[1, 20:26] = 0.9  # step B at 20-26 s, narrated on time
+    sim[3, 30:34] = 0.9  # step C at 30-34 s, narrated late
+    starts, ends = [1.0, 21.0, 12.0, 36.0], [3.0, 23.0, 14.0, 38.0]  # line 2: chatter, flat similarity
+    score, _ = alignment_scores(sim, starts, ends, 1.0, REALIGN_PARAMS)
+    level = np.array([1.0, 1.0, -3.0, 1.0])  # the chatter line is far below its video's other lines
+    out = ot_clean_lines(score, level, -0.8, [2.0, 2.0, 2.0, 2.0], 1.0, epsilon=0.1)
+    assert isinstance(out, CleanedLines)
+    np.testing.assert_array_equal(out.kept, [True, True, False, True])
+    # the same plan computed directly: dropped == more than half of the mass in the bucket column
+    shifted = score - score.max(dim=1, keepdim=True).values + torch.from_numpy(level)[:, None]
+    direct = sinkhorn_with_bucket(shifted, -0.8, epsilon=0.1, n_iters=200, warn=False)
+    bucket = 1 - direct.plan.sum(dim=1).numpy()
+    torch.testing.assert_close(out.bucket_mass, bucket)
+    np.testing.assert_array_equal(out.kept, bucket < 0.5)
+    # kept lines moved onto their steps (span centre inside the step), at least their own duration long
+    for l, (a, b) in {0: (5, 9), 1: (20, 26), 3: (30, 34)}.items():
+        assert a <= (out.start[l] + out.end[l]) / 2 <= b
+        assert out.end[l] - out.start[l] >= 2.0 - 1e-9 and 0 <= out.start[l] and out.end[l] <= T
+    # raising the chatter line above the bucket keeps it
+    assert ot_clean_lines(score, np.array([1.0, 1.0, 0.5, 1.0]), -0.8, [2.0] * 4).kept.all()
