@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             res = P.eval_stage(pre, root / "results" / f"{PRETRAINED}.json", corpus, eval_ov)
             results[cname][PRETRAINED] = [task_rows(res)]
             raw["corpora"][cname]["runs"][PRETRAINED] = results[cname][PRETRAINED]
+        resolved = []
         for name, config, overrides in variants:
             if any("{realigned}" in o for o in overrides):
                 # Narration realigned by the pretrained model (content + time prior + order), unalignable lines
@@ -341,24 +342,25 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{cname} realign")
                 realigned = P.realign_stage(pre, corpus, root / "realigned.json", args.realign_drop)
                 overrides = [o.replace("{realigned}", str(realigned)) for o in overrides]
-            runs = []
-            for seed in args.seeds:
+            resolved.append((name, config, overrides))
+            results[cname][name] = raw["corpora"][cname]["runs"][name] = []
+        # Seed-major: every variant of seed 0 before seed 1, so that an interrupted study has complete pairs.
+        for seed in args.seeds:
+            for name, config, overrides in resolved:
                 log(f"{cname} {name} seed {seed}")
                 run_dir = root / f"{name}_s{seed}"
                 ckpt = P.train_stage(config, run_dir, corpus,
                                      [*narration, *post_split, *post_common, *overrides, f"train.steps={steps}",
                                       f"train.seed={seed}"], init_from=pre)
                 res = P.eval_stage(ckpt, root / "results" / f"{name}_s{seed}.json", corpus, eval_ov)
-                runs.append(task_rows(res))
+                results[cname][name].append(task_rows(res))
                 summary = json.loads((run_dir / "summary.json").read_text())
                 raw["corpora"][cname]["train"][f"{name}_s{seed}"] = {
                     k: summary.get(k) for k in ("steps", "epochs", "best_step", "best", "train_videos",
                                                 "heldout_videos", "time_s")}
-            results[cname][name] = runs
-            raw["corpora"][cname]["runs"][name] = runs
-        # Print as we go: a long study shows its first corpus while the next one trains.
-        print(study_table({cname: results[cname]}, pairs=pairs), flush=True)
-        atomic_write_json(out / "study.json", raw)
+                atomic_write_json(out / "study.json", raw)
+            # Print as we go: a long study shows each finished seed while the next one trains.
+            print(study_table({cname: results[cname]}, pairs=pairs), flush=True)
     table = study_table(results, pairs=pairs)
     atomic_write_json(out / "study.json", raw)
     atomic_write_text(out / "study.md", f"# vidlang study ({time.perf_counter() - t0:.0f} s)\n\n{table}\n")
