@@ -129,3 +129,27 @@ def test_a_corpus_sharing_videos_renders_nothing_and_trains_on_its_own_narration
     assert gt[0] != gt[1]  # other narration over the same videos
     assert narration_overrides("onepass-heavy", heavy) == [f"data.captions={heavy.annotations / P.CAPTIONS}"]
     assert narration_overrides("onepass", base) == []
+
+
+def test_independent_chunks_are_small_distinct_resumable_and_merge(tmp_path):
+    import subprocess
+    import sys
+
+    import av
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "study_independent_corpus.py"
+    cmd = [sys.executable, str(tool), str(tmp_path / "chunks"), "--chunks", "2", "--videos-per-chunk", "2",
+           "--first-seed", "3", "--workers", "1"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    chunks = public_chunks(tmp_path / "chunks")
+    assert [c.name for c in chunks] == ["c3", "c4"]
+    videos = sorted((tmp_path / "chunks").glob("c*/videos/*.mp4"))
+    assert len(videos) == 4 and len({v.stem for v in videos}) == 4
+    for v in videos:
+        with av.open(str(v)) as c:
+            s = c.streams.video[0]
+            assert s.codec_context.width == 64 and s.codec_context.height in (36, 48) and s.average_rate == 4
+    again = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    assert again.stdout.count(": done") == 2
+    merged = merge_public_corpora(chunks, tmp_path / "merged")
+    assert sorted(p.name for p in (merged / "videos").iterdir()) == sorted(v.name for v in videos)
