@@ -1,6 +1,13 @@
 """Time one full training step (forward + backward + AdamW step) of `norton` vs `infonce` on the same model.
 
     .venv/bin/python tools/bench_train_step.py [--config configs/norton/demo_cpu.yaml] [--videos 16] [--clips 8]
+    .venv/bin/python tools/bench_train_step.py --text-policies frozen frozen-nocache top:1 top:2 all
+
+`--text-policies`: the cost of training the text tower. One model per policy (same seed), each timed with both
+objectives, steps interleaved across policies in one process; ratios against the first policy. `frozen` keeps
+its token-state cache (every step repeats the same texts, so after warm-up the text tower costs nothing: the
+many-epoch regime); `frozen-nocache` recomputes the frozen tower each step (the one-pass regime, where a span
+is seen once); `top:N` trains the last N text blocks (`model.text.trainable=top`); `all` the whole tower.
 
 Same model (the demo config: frozen packaged MiniLM with its token-state cache, 2-layer d=128 video tower), same
 batch of random per-second features (272-d, the synthetic corpus' feature size) and narration-like texts; one
@@ -144,6 +151,81 @@ def bench_trainer_ratio(steps: int = 40, rounds: int = 3, videos: int = 64, seco
             "threads": torch.get_num_threads() if threads is None else threads}
 
 
+POLICIES = {"frozen": [], "frozen-nocache": ["model.text.cache_size=0"], "all": ["model.text.trainable=all"]}
+
+
+def policy_overrides(policy: str) -> list[str]:
+    """`frozen`, `frozen-nocache`, `all`, or `top:N` -> model.text overrides."""
+    if policy.startswith("top:"):
+        return ["model.text.trainable=top", f"model.text.trainable_layers={int(policy[4:])}"]
+    if policy not in POLICIES:
+        raise SystemExit(f"--text-policies: unknown policy {policy!r} (frozen, frozen-nocache, top:N, all)")
+    return POLICIES[policy]
+
+
+def bench_text_policies(policies: list[str], batch_videos: int = 16, clips: int = 8, repeats: int = 10,
+                        seconds: int = 16, feature_dim: int = 272,
+                        config: str | Path = REPO / "configs/norton/demo_cpu.yaml", seed: int = 0,
+                        threads: int | None = None) -> dict:
+    """-> {policy: {"infonce_s", "norton_s", "infonce_ratio", "norton_ratio"}} with ratios against policies[0]."""
+    import numpy as np
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from vidlang.config import load_config
+    from vidlang.data.collate import Batch
+    from vidlang.models.dual import DualEncoder
+    from vidlang.train.config import TrainConfig
+    from vidlang.train.dist import Gatherer
+    from vidlang.train.objectives import OBJECTIVES
+    from vidlang.train.optim import build_optimizer
+
+    rng = np.random.default_rng(seed)
+    n = batch_videos * clips
+    lengths = rng.integers(max(1, seconds // 2), seconds + 1, size=n)
+    video = torch.randn(n, seconds, feature_dim)
+    mask = torch.arange(seconds)[None, :] < torch.from_numpy(lengths)[:, None]
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 16)))) for _ in range(n)]
+    setups = {}
+    for policy in policies:
+        cfg = load_config(TrainConfig, config, [f"data.clips_per_video={clips}", f"data.batch_videos={batch_videos}",
+                                                f"model.video.input_dim={feature_dim}", *policy_overrides(policy)])
+        torch.manual_seed(seed)
+        model = DualEncoder.build(cfg).train()
+        ids, att = model.text.tokenize(texts)
+        batch = Batch(video=video, video_mask=mask, input_ids=ids, attention_mask=att, clips_per_video=clips,
+                      video_ids=[f"v{i}" for i in range(batch_videos)], clip_times=torch.zeros(n, 2),
+                      text_times=torch.zeros(n, 2), texts=texts)
+        setups[policy] = (model, batch, build_optimizer(model, cfg.optim), cfg)
+    gather = Gatherer()
+
+    def step(policy: str, name: str) -> float:
+        model, batch, opt, cfg = setups[policy]
+        t = time.perf_counter()
+        losses = OBJECTIVES.get(name)(model, batch, gather, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    objectives = ("infonce", "norton")
+    times = {(p, o): [] for p in policies for o in objectives}
+    for key in times:  # warm-up (allocations, the frozen text cache)
+        step(*key)
+    for _ in range(repeats):
+        for key in times:
+            times[key].append(step(*key))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    ref = policies[0]
+    return {p: {"infonce_s": med[p, "infonce"], "norton_s": med[p, "norton"],
+                "infonce_ratio": med[p, "infonce"] / med[ref, "infonce"],
+                "norton_ratio": med[p, "norton"] / med[ref, "norton"],
+                "norton_over_infonce": med[p, "norton"] / med[p, "infonce"]} for p in policies} | {
+        "reference": ref, "batch_videos": batch_videos, "clips": clips, "repeats": repeats,
+        "threads": torch.get_num_threads()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs/norton/demo_cpu.yaml"))
@@ -151,8 +233,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the measurement")
+    ap.add_argument("--text-policies", nargs="+", default=None, metavar="POLICY",
+                    help="compare text-tower policies instead (frozen, frozen-nocache, top:N, all); ratios vs the first")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = ap.parse_args(argv)
+    if args.text_policies:
+        res = bench_text_policies(args.text_policies, args.videos, args.clips, args.repeats, config=args.config,
+                                  threads=args.threads)
+        print(json.dumps(res, indent=1))
+        print(f"step time against {res['reference']} (same process, interleaved):")
+        for p in args.text_policies:
+            r = res[p]
+            print(f"  {p:>15}: infonce {r['infonce_s'] * 1000:6.0f} ms ({r['infonce_ratio']:.2f}x)  "
+                  f"norton {r['norton_s'] * 1000:6.0f} ms ({r['norton_ratio']:.2f}x)  norton/infonce "
+                  f"{r['norton_over_infonce']:.2f}")
+        return 0
     res = bench_step_ratio(args.videos, args.clips, args.repeats, config=args.config, overrides=args.overrides,
                            threads=args.threads)
     print(json.dumps(res, indent=1))

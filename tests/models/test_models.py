@@ -14,10 +14,11 @@ from vidlang.models.embed import Embedder
 from vidlang.train.config import TrainConfig
 
 
-def build(text_dir, text_policy="all", video_policy="all", head="linear", layers=2):
+def build(text_dir, text_policy="all", video_policy="all", head="linear", layers=2, text_layers=0):
     cfg = from_dict(TrainConfig, {
         "model": {"embed_dim": 24, "head": head,
-                  "text": {"model_path": str(text_dir), "max_length": 16, "trainable": text_policy},
+                  "text": {"model_path": str(text_dir), "max_length": 16, "trainable": text_policy,
+                           "trainable_layers": text_layers},
                   "video": {"input_dim": 12, "width": 32, "layers": layers, "heads": 2, "max_len": 10,
                             "trainable": video_policy}},
         "data": {"max_clip_len": 10},
@@ -86,6 +87,43 @@ def test_trainable_policies(tiny_text_model_dir):
     names = trainable_parameter_names(frozen)
     assert not any(n.startswith("text.") for n in names)
     assert {"text_head.weight", "video_head.weight", "log_logit_scale"} <= names
+
+
+def test_top_policy_trains_the_last_blocks_only(tiny_text_model_dir):
+    everything = {n for n, _ in build(tiny_text_model_dir, "all").named_parameters() if n.startswith("text.")}
+    top1 = {n for n in trainable_parameter_names(build(tiny_text_model_dir, "top", text_layers=1))
+            if n.startswith("text.")}
+    # the tiny BERT has 2 blocks and nothing but the (unused) pooler after them
+    assert top1 == {n for n in everything if n.startswith("text.backbone.encoder.layer.1.")} and top1
+    top2 = {n for n in trainable_parameter_names(build(tiny_text_model_dir, "top", text_layers=2))
+            if n.startswith("text.")}
+    assert top2 == {n for n in everything if ".encoder.layer." in n}
+    with pytest.raises(ConfigError, match="trainable_layers=3: the text model has 2 blocks"):
+        build(tiny_text_model_dir, "top", text_layers=3)
+    with pytest.raises(ConfigError, match="trainable=top needs trainable_layers >= 1"):
+        build(tiny_text_model_dir, "top")
+    with pytest.raises(ConfigError, match="only used with trainable=top"):
+        build(tiny_text_model_dir, "frozen", text_layers=2)
+
+
+def test_top_policy_fixes_the_lower_part_and_never_caches(tiny_text_model_dir):
+    model = build(tiny_text_model_dir, "top", text_layers=1).train()
+    ids, att = model.text.tokenize(["add salt", "stir the sauce slowly"])
+    runs = [model.text.backbone(input_ids=ids, attention_mask=att, output_hidden_states=True).hidden_states
+            for _ in range(2)]
+    # below the trained block the tower is deterministic in train mode; the trained block keeps its dropout
+    assert_close(runs[0][1], runs[1][1])
+    assert (runs[0][2] - runs[1][2]).abs().max() > 1e-4
+    pooled, _ = model.encode_text(ids, att)
+    pooled.pow(2).sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if n.startswith("text.")}
+    assert all(g is None for n, g in grads.items() if ".layer.0." in n or ".embeddings." in n)
+    assert grads["text.backbone.encoder.layer.1.output.dense.weight"].abs().sum() > 0
+    # the token-state cache is for a fixed tower only: a trained one must recompute every step
+    assert model.text.warm_cache(["add salt"]) == 0
+    assert model.text.cache_hits == model.text.cache_misses == 0 and not model.text._cache
+    model.eval()
+    assert_close(model.encode_text(ids, att)[0], model.encode_text(ids, att)[0])
 
 
 def test_frozen_text_cache_matches_uncached(tiny_text_model_dir):

@@ -7,6 +7,10 @@ folder must hold `config.json`, the weights and a `tokenizer.json` (transformers
 Trainable-parameter policies (`TextConfig.trainable`):
 - `all`: every weight trains (VideoCLIP pretraining trains its BERT end to end).
 - `layernorm_only`: only LayerNorm weights/biases train (the Norton post-training setting).
+- `top`: the last `trainable_layers` transformer blocks train (and any weights after the block stack except the
+  unused CLS pooler, e.g. a final LayerNorm); the embeddings and lower blocks are fixed and run in eval mode, so
+  the frozen part is a fixed feature extractor under the trained top (the usual partial fine-tuning of a text
+  encoder). The block stack is the backbone's largest `nn.ModuleList` (BERT/MiniLM: `encoder.layer`).
 - `frozen`: the tower is fixed and runs in eval mode; only the projection head (in DualEncoder) trains.
   Because a frozen tower is a deterministic function of the token sequence, its token states are kept in a
   per-sequence LRU cache (`cache_size` entries, keyed by the unpadded token ids): on CPU the same narration
@@ -34,7 +38,9 @@ class TextConfig:
     # VideoCLIP caps text at 32 subword tokens per clip (MMPT how2 config: max_len 32 for text).
     max_length: int = 32
     # Norton post-trains with LayerNorm-only updates of the pretrained towers (see module docstring).
-    trainable: Literal["all", "layernorm_only", "frozen"] = "layernorm_only"
+    trainable: Literal["all", "layernorm_only", "top", "frozen"] = "layernorm_only"
+    # trainable=top: how many of the last transformer blocks train (MiniLM-L6 has 6); 0 with every other policy.
+    trainable_layers: int = 0
     # Entries of the frozen-tower token-state cache (only used with trainable=frozen); 0 disables it.
     cache_size: int = 20000
 
@@ -43,6 +49,11 @@ class TextConfig:
             raise ValueError(f"max_length must be >= 2 (CLS + SEP), got {self.max_length}")
         if self.cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
+        if self.trainable == "top" and self.trainable_layers < 1:
+            raise ValueError(f"trainable=top needs trainable_layers >= 1, got {self.trainable_layers}")
+        if self.trainable != "top" and self.trainable_layers:
+            raise ValueError(f"trainable_layers={self.trainable_layers} is only used with trainable=top "
+                             f"(trainable={self.trainable})")
 
 
 def resolve_text_model_path(model_path: str) -> Path:
@@ -98,7 +109,7 @@ class TextEncoder(nn.Module):
         self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
         self.cache_hits = 0
         self.cache_misses = 0
-        apply_text_policy(self.backbone, cfg.trainable)
+        apply_text_policy(self.backbone, cfg.trainable, cfg.trainable_layers)
 
     # -- tokenisation ----------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
@@ -116,6 +127,10 @@ class TextEncoder(nn.Module):
         if self.cfg.trainable == "frozen":
             # A frozen tower never uses dropout: its output must be a fixed function of the input (cache).
             self.backbone.eval()
+        elif self.cfg.trainable == "top" and mode:
+            # The fixed lower part (embeddings, lower blocks) is a deterministic feature extractor: no dropout.
+            for module in _fully_frozen(self.backbone):
+                module.eval()
         return self
 
     def _run(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -205,8 +220,37 @@ def _is_layernorm(name: str, module: nn.Module) -> bool:
         name.lower().endswith(("layernorm", "layer_norm", "ln"))
 
 
-def apply_text_policy(backbone: nn.Module, policy: str) -> None:
-    """Set requires_grad on a transformers backbone by policy (`all`, `layernorm_only`, `frozen`)."""
+def block_stack(backbone: nn.Module) -> tuple[str, nn.ModuleList]:
+    """(name, modules) of the backbone's transformer blocks: its largest `nn.ModuleList` by parameter count
+    (BERT/MiniLM `encoder.layer`, GPT-2 `h`, T5 `block`). ConfigError if it has none."""
+    stacks = [(sum(p.numel() for p in m.parameters()), name, m) for name, m in backbone.named_modules()
+              if isinstance(m, nn.ModuleList) and len(m)]
+    if not stacks:
+        raise ConfigError("text.trainable=top: the text model has no list of transformer blocks (nn.ModuleList)")
+    _, name, stack = max(stacks, key=lambda t: t[0])
+    return name, stack
+
+
+def _fully_frozen(backbone: nn.Module) -> list[nn.Module]:
+    """The outermost submodules that hold parameters, none of them trainable (in registration order)."""
+    out: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        params = list(m.parameters())
+        if params and not any(p.requires_grad for p in params):
+            out.append(m)
+            return
+        for child in m.children():
+            visit(child)
+
+    for child in backbone.children():
+        visit(child)
+    return out
+
+
+def apply_text_policy(backbone: nn.Module, policy: str, layers: int = 0) -> None:
+    """Set requires_grad on a transformers backbone by policy (`all`, `layernorm_only`, `top` with the last
+    `layers` blocks, `frozen`)."""
     if policy == "all":
         for name, p in backbone.named_parameters():
             # The task head on CLS ("pooler") is unused by mean pooling: a trainable unused weight would get
@@ -224,5 +268,20 @@ def apply_text_policy(backbone: nn.Module, policy: str) -> None:
                     n_ln += 1
         if n_ln == 0:
             raise ConfigError("text.trainable=layernorm_only: the text model has no LayerNorm modules")
+    elif policy == "top":
+        name, stack = block_stack(backbone)
+        if not 1 <= layers <= len(stack):
+            raise ConfigError(f"text.trainable_layers={layers}: the text model has {len(stack)} blocks ({name})")
+        for block in list(stack)[len(stack) - layers:]:
+            for p in block.parameters():
+                p.requires_grad_(True)
+        # Weights registered after the block stack act on its output (e.g. a final LayerNorm) and train with the
+        # top blocks; BERT's CLS pooler is the exception (unused by mean pooling, see `all`).
+        last = id(list(stack[-1].parameters())[-1])
+        after = False
+        for pname, p in backbone.named_parameters():
+            if after and not pname.startswith("pooler."):
+                p.requires_grad_(True)
+            after = after or id(p) == last
     elif policy != "frozen":
-        raise ConfigError(f"text.trainable: {policy!r} is not one of ['all', 'layernorm_only', 'frozen']")
+        raise ConfigError(f"text.trainable: {policy!r} is not one of ['all', 'layernorm_only', 'top', 'frozen']")
