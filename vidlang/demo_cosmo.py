@@ -1,15 +1,16 @@
 """The COSMO rows of `vidlang demo`: interleaved training on three caption sources, evaluated with an LM.
 
-Per seed, configs/cosmo/demo_cpu.yaml (SmolLM2-135M-Instruct cut to 8 layers, frozen) trains on the same feature
-store with `data.captions` set to
+Per seed, configs/cosmo/demo_cpu.yaml (SmolLM2-135M-Instruct cut to 8 layers, frozen; the visual side starts
+from the pretrained dual encoder's video tower, `--init-from`, kept frozen) trains on the same feature store with `data.captions` set to
 - the raw narration (the store's cleaned ASR lines: what a user has),
 - the narration cleaned by Norton's OT (`vidlang align` with the pretrained dual encoder, vidlang.pipeline.
   ot_clean_stage: lines re-timed to their clips, lines sent to the bucket dropped),
 - the corpus's Howto-Interlink7M clip captions, where it has them (clean captions: the upper bound).
 Each model is evaluated on the LM tasks (captioning, open and multiple-choice QA) and the contrastive ones, on the
 evaluation split only (checkpoints are selected on held-out TRAINING videos by their next-token loss). The table
-prints mean ± std over seeds; the baselines (nearest training caption, text-only LM, most frequent answer,
-chance) come from the evaluator. The paired table gives OT-cleaned − raw per seed and the share of the gap from
+prints mean ± std over seeds; under each model, the same model given another query's clip (does it use the
+video?); the baselines (nearest training caption, text-only LM, most frequent answer, chance) come from the
+evaluator. The paired table gives OT-cleaned − raw per seed and the share of the gap from
 raw narration to Interlink captions that OT cleaning closes (difference of the means).
 """
 
@@ -48,6 +49,18 @@ HEADLINE = [
 def _b(task: str, name: str, metric: str) -> str:
     return f"{task} / baseline / {name} / {metric}"
 
+
+# The same model given another query's clip (the evaluator's control for using the video): one row per source.
+OTHER_CLIPS = {
+    "YC2 CIDEr-D greedy": _b("caption-youcookii", "other clips 0-shot", "CIDEr-D"),
+    "YC2 CIDEr-D 4-shot": _b("caption-youcookii", "other clips 4-shot", "CIDEr-D"),
+    "YC2 BLEU-4 greedy": _b("caption-youcookii", "other clips 0-shot", "BLEU-4"),
+    "MSR-VTT CIDEr-D greedy": _b("caption-msrvtt", "other clips 0-shot", "CIDEr-D"),
+    "MSR-VTT CIDEr-D 4-shot": _b("caption-msrvtt", "other clips 4-shot", "CIDEr-D"),
+    "open QA acc 0-shot": _b("videoqa-open-msrvtt", "other clips 0-shot", "accuracy"),
+    "open QA acc 4-shot": _b("videoqa-open-msrvtt", "other clips 4-shot", "accuracy"),
+    "MC acc (LM likelihood)": _b("videoqa-msrvtt-lm", "other clips", "accuracy"),
+}
 
 BASELINES = [
     ("nearest training caption", {
@@ -92,6 +105,9 @@ def cosmo_table(rows: dict[str, list[dict]]) -> str:
              "|---|" + "---|" * len(HEADLINE)]
     for name, runs in flat.items():
         lines.append(f"| {name} | " + " | ".join(_cell([f.get(key) for f in runs]) for _, key, _ in HEADLINE) + " |")
+        cells = [_cell([f.get(OTHER_CLIPS[label]) for f in runs]) if label in OTHER_CLIPS else ""
+                 for label, _, _ in HEADLINE]
+        lines.append("| ↳ same model, other clips | " + " | ".join(cells) + " |")
     any_run = next(iter(flat.values()), [{}])
     for name, cols in BASELINES:
         cells = [_cell([f.get(cols[label]) for f in any_run]) if label in cols else "" for label, _, _ in HEADLINE]
@@ -149,7 +165,7 @@ def run_cosmo(out: Path, corpus: P.CorpusPaths, pretrained: Path, seeds: list[in
             stage(f"8/8 COSMO on {name}, seed {seed}: train (configs/{CONFIG}) and evaluate")
             ckpt = P.train_stage(CONFIG, out / f"cosmo_{key}_s{seed}", corpus,
                                  [f"data.captions={captions}", f"train.seed={seed}", "train.progress=false",
-                                  *(QUICK_TRAIN if quick else [])])
+                                  *(QUICK_TRAIN if quick else [])], init_from=pretrained)
             rows[name].append(P.eval_stage(ckpt, res / f"cosmo_{key}_s{seed}.json", corpus,
                                            [*EVAL, *(QUICK_EVAL if quick else [])]))
     text = (f"## COSMO (interleaved clips and captions, SmolLM2-135M cut to 8 layers), seeds {seeds}\n\n"

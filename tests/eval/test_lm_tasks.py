@@ -90,15 +90,19 @@ def test_oracle_scores_are_the_known_answers(world):
     assert full == pytest.approx(perfect) and perfect > 100
     assert full == yc["metrics"]["2-shot greedy"]["CIDEr-D"] == yc["baselines"]["nearest training caption"]["CIDEr-D"]
     assert yc["baselines"]["text-only LM 0-shot"]["CIDEr-D"] < full
+    # another clip's caption scores below the right clip's: the control for using the video
+    assert yc["baselines"]["other clips 0-shot"]["CIDEr-D"] < full
     ms = res["tasks"]["caption-msrvtt"]
     assert ms["counts"] == {"clips": K - 2, "example_clips": 2}  # the 2 example videos are not scored
     open_qa = res["tasks"]["videoqa-open-msrvtt"]
     assert open_qa["metrics"]["0-shot"]["accuracy"] == 100.0 == open_qa["metrics"]["2-shot"]["accuracy"]
     assert open_qa["counts"]["questions"] + 2 <= 8 and open_qa["counts"]["example_questions"] == 2
     assert open_qa["baselines"]["text-only LM 0-shot"]["accuracy"] < 100
+    assert open_qa["baselines"]["other clips 0-shot"]["accuracy"] < 100
     mc = res["tasks"]["videoqa-msrvtt-lm"]
     assert mc["metrics"]["accuracy"] == 100.0 and mc["baselines"]["chance"]["accuracy"] == 20.0
     assert mc["baselines"]["text-only LM"]["accuracy"] == 0.0  # all candidates tie: ties count as wrong
+    assert mc["baselines"]["other clips"]["accuracy"] < 100.0
 
 
 def test_nearest_captions_is_the_argmax_of_cosine_with_leave_one_out():
@@ -146,7 +150,8 @@ def test_lm_tasks_run_on_a_trained_cosmo_checkpoint_and_others_are_skipped(world
     assert set(res["tasks"]) == {*LM_TASKS, "clip-youcookii"} and not res["skipped"]
     yc = res["tasks"]["caption-youcookii"]
     assert set(yc["metrics"]) == {"0-shot greedy", "0-shot beam2", "2-shot greedy"}
-    assert set(yc["baselines"]) == {"text-only LM 0-shot", "text-only LM 2-shot", "nearest training caption"}
+    assert set(yc["baselines"]) == {"text-only LM 0-shot", "text-only LM 2-shot", "nearest training caption",
+                                    "other clips 0-shot", "other clips 2-shot"}
     for row in (*yc["metrics"].values(), *yc["baselines"].values()):
         assert 0.0 <= row["BLEU-4"] <= 100.0 and row["CIDEr-D"] >= 0.0
     for task in ("videoqa-open-msrvtt", "videoqa-msrvtt-lm"):

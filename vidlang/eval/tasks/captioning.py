@@ -7,7 +7,9 @@ clips, whose example videos are then left out of every row's scoring.
 Baselines: "nearest training caption": the caption of the closest training clip by cosine similarity of the
 mean-pooled store features (no model; YouCookII: its training subset; MSR-VTT: the other evaluated clips,
 leave-one-out); "text-only LM <k>-shot": the same prompts read by the LM alone (gates at 0), which writes one
-caption for every clip.
+caption for every clip; "other clips <k>-shot": the evaluated model itself given another query's clip (the list
+rotated by half its length), which measures how much of its score comes from the video rather than from what it
+learned about the captions' text (its cross-attention blocks also adapt the frozen LM to the text).
 Scores: vidlang.eval.captioning (pycocoevalcap's CIDEr-D and BLEU-4 definitions) on lowercased, punctuation-free
 tokens, times 100 as captioning papers print them; IDF statistics come from the scored clips' references.
 Clips are cropped like the retrieval tasks (first `max_clip_seconds` of a segment), then centre-cropped to the
@@ -67,6 +69,11 @@ def draw_examples(n: int, groups: Sequence[str], k: int, seed: int) -> list[int]
     return picked
 
 
+def rotated(items: list) -> list:
+    """The list rotated by half its length: every item replaced by another (for two or more items)."""
+    return items[len(items) // 2 :] + items[: len(items) // 2]
+
+
 def run_captioning(generator, clips: list[np.ndarray], references: list[list[str]], examples: list[tuple],
                    bank: tuple[list[np.ndarray], list[str], list[int] | None], cfg) -> dict:
     """Every row on the same clips. examples: (clip, caption) pairs (at least max(shots) of them); bank: (clips,
@@ -88,6 +95,8 @@ def run_captioning(generator, clips: list[np.ndarray], references: list[list[str
         lm_only = generator.caption(clips[:1], 1, cfg.max_new_tokens, shots, text_only=True)[0]
         baselines[f"text-only LM {label}"] = caption_scores([lm_only] * len(clips), references)
         shown[f"text-only LM {label}"] = [lm_only]
+        other = generator.caption(rotated(clips), 1, cfg.max_new_tokens, shots)
+        baselines[f"other clips {label}"] = caption_scores(other, references)
     near = nearest_captions(clips, bank[0], bank[1], bank[2])
     baselines["nearest training caption"] = caption_scores(near, references)
     shown["nearest training caption"] = near[:EXAMPLES_SHOWN]
@@ -129,9 +138,11 @@ def run_caption_youcookii(generator, store, annotations: str, cfg) -> dict:
                          [(train[i][1], train[i][2]) for i in picks],
                          ([c for _, c, _ in train], [s for _, _, s in train], None), cfg)
     subset = f"first {len(evals)} of {total}" if len(evals) < total else f"all {total}"
-    return {**res, "counts": {"clips": len(evals), "videos": len({v for v, _, _ in evals}), "training_clips": len(train)},
-            "protocol": f"YouCookII {cfg.subset} segments ({subset}, sorted video ids), first {cfg.max_clip_seconds} s; "
-                        f"in-context examples and nearest caption from the training subset; x100"}
+    counts = {"clips": len(evals), "videos": len({v for v, _, _ in evals}), "training_clips": len(train)}
+    return {**res, "counts": counts,
+            "protocol": f"YouCookII {cfg.subset} segments ({subset}, sorted video ids), first "
+                        f"{cfg.max_clip_seconds} s; in-context examples and nearest caption from the training "
+                        "subset; x100"}
 
 
 def run_caption_msrvtt(generator, store, csv_path: str, cfg) -> dict:

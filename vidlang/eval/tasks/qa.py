@@ -8,12 +8,14 @@
   need features), otherwise from the evaluated file, whose example videos are then left out of the scoring.
   Baselines: the most frequent answer, overall and per question word (the question's first word), taken from
   `qa.train_annotations` when given, otherwise from the questions about the *other* videos of the evaluated file
-  (leave one video out: answer priors that know the test distribution, an optimistic baseline); and the text-only
-  LM reading the same prompts (gates at 0).
+  (leave one video out: answer priors that know the test distribution, an optimistic baseline); the text-only
+  LM reading the same prompts (gates at 0); and the evaluated model given another question's clip ("other
+  clips", the list rotated by half its length: what it answers without the right video).
 - `videoqa-msrvtt-lm`: MSR-VTT multiple choice (MSR_MC_test.csv): each candidate sentence scored by its mean
   per-token log-likelihood given the clip; the argmax is the prediction, ties count as wrong (as
-  `videoqa-msrvtt`, which scores the same questions with the contrastive embeddings). Baselines: chance and the
-  text-only LM's likelihood (which candidate reads most fluently, whatever the clip).
+  `videoqa-msrvtt`, which scores the same questions with the contrastive embeddings). Baselines: chance, the
+  text-only LM's likelihood (which candidate reads most fluently, whatever the clip) and the evaluated model
+  given another question's clip ("other clips").
 Clips are whole MSR-VTT videos centre-cropped to the model's training clip length.
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 from vidlang.errors import VidlangError
 from vidlang.eval.capabilities import need_file, store_fps
 from vidlang.eval.registry import register_task
-from vidlang.eval.tasks.captioning import draw_examples
+from vidlang.eval.tasks.captioning import draw_examples, rotated
 
 
 def _clip(evaluator, store, vid: str, fps: float) -> np.ndarray:
@@ -91,13 +93,15 @@ def run_videoqa_open(generator, store, qa_path: str, cfg) -> dict:
     clips = {v: _clip(generator, store, v, fps) for v in {q.video_id for q in scored + picks}}
     answers = [q.answer for q in scored]
     metrics, baselines, shown = {}, {}, {}
+    own = [clips[q.video_id] for q in scored]
     for shots in cfg.shots:
         examples = [(clips[q.video_id], q.question, q.answer) for q in picks[:shots]]
-        for text_only in (False, True):
-            pred = generator.answer([clips[q.video_id] for q in scored], [q.question for q in scored],
-                                    cfg.max_new_tokens, examples, text_only=text_only)
-            row = f"{'text-only LM ' if text_only else ''}{shots}-shot"
-            (baselines if text_only else metrics)[row] = {"accuracy": 100.0 * exact_match_accuracy(pred, answers)}
+        for table, row, query_clips, text_only in ((metrics, f"{shots}-shot", own, False),
+                                                   (baselines, f"text-only LM {shots}-shot", own, True),
+                                                   (baselines, f"other clips {shots}-shot", rotated(own), False)):
+            pred = generator.answer(query_clips, [q.question for q in scored], cfg.max_new_tokens, examples,
+                                    text_only=text_only)
+            table[row] = {"accuracy": 100.0 * exact_match_accuracy(pred, answers)}
             shown[row] = pred[:8]
     for name, guesses in prior_answers(scored, pool, not cfg.train_annotations).items():
         baselines[f"most frequent answer ({name})"] = {"accuracy": 100.0 * exact_match_accuracy(guesses, answers)}
@@ -117,14 +121,15 @@ def run_videoqa_mc_lm(scorer, store, csv_path: str) -> dict:
     if not qs:
         raise VidlangError(f"{csv_path}: none of its videos is in the feature store {store.root}")
     fps = store_fps(store)
-    clips, texts, owner = [], [], []
+    own = [_clip(scorer, store, q.video_id, fps) for q in qs]
+    texts, owner = [], []
     for i, q in enumerate(qs):
-        clip = _clip(scorer, store, q.video_id, fps)
-        clips += [clip] * len(q.candidates)
         texts += list(q.candidates)
         owner += [i] * len(q.candidates)
     out = {}
-    for name, text_only in (("model", False), ("text-only LM", True)):
+    for name, query_clips, text_only in (("model", own, False), ("text-only LM", own, True),
+                                         ("other clips", rotated(own), False)):
+        clips = [query_clips[i] for i in owner]
         scores = scorer.score(clips, texts, text_only=text_only).tolist()
         correct = 0
         for i, q in enumerate(qs):
@@ -133,7 +138,8 @@ def run_videoqa_mc_lm(scorer, store, csv_path: str) -> dict:
         out[name] = 100.0 * correct / len(qs)
     chance = float(np.mean([100.0 / len(q.candidates) for q in qs]))
     return {"metrics": {"accuracy": out["model"]},
-            "baselines": {"chance": {"accuracy": chance}, "text-only LM": {"accuracy": out["text-only LM"]}},
+            "baselines": {"chance": {"accuracy": chance}, "text-only LM": {"accuracy": out["text-only LM"]},
+                          "other clips": {"accuracy": out["other clips"]}},
             "counts": {"questions": len(qs)},
             "protocol": "MSR-VTT MC, argmax of mean per-token log-likelihood given the clip, ties count wrong"}
 

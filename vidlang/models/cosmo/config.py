@@ -77,6 +77,10 @@ class CosmoConfig(ModelSection):
     resampler_heads: int = 8
     resampler_dim_head: int = 64
     resampler_ff_mult: int = 4
+    # Standard deviation of the resampler's latents and the text pooling query at init. Release: 1 (torch.randn).
+    # Those vectors are residuals of their blocks, so at 1 they dominate every document's contrastive embedding at
+    # first (cosine ~0.9998 between documents); a short run's contrastive loss then stays at chance.
+    latent_init_std: float = 1.0
     # Contrastive embedding size (release latent_dim 512).
     contrastive_dim: int = 512
     # What one contrastive pair is: "document" (release: the mean contrastive latent of a document's clips vs
@@ -118,6 +122,8 @@ class CosmoConfig(ModelSection):
                              f"{self.compress_ratio}")
         if self.feature_dim < 0 or self.visual_dim < 0:
             raise ValueError("feature_dim and visual_dim must be >= 0")
+        if self.latent_init_std <= 0:
+            raise ValueError(f"latent_init_std must be > 0, got {self.latent_init_std}")
         if self.max_tokens < 3:
             raise ValueError(f"max_tokens must be >= 3 (<visual>, one text token, <|endofchunk|>), got "
                              f"{self.max_tokens}")

@@ -119,7 +119,7 @@ class CosmoModel(VidlangModel):
         dv = cfg.visual_dim or tower_out
         self.visual_in = nn.Linear(tower_out, dv) if dv != tower_out else nn.Identity()
         self.resampler = PerceiverResampler(dv, cfg.resampler_depth, cfg.resampler_latents, cfg.resampler_heads,
-                                            cfg.resampler_dim_head, cfg.resampler_ff_mult)
+                                            cfg.resampler_dim_head, cfg.resampler_ff_mult, cfg.latent_init_std)
         u, k = cfg.unimodal_depth, cfg.cross_attn_interval
         self.xattn_layers = [i for i in range(u, n_layers) if (i - u) % k == 0]
         self.xattn = nn.ModuleDict({
@@ -127,7 +127,7 @@ class CosmoModel(VidlangModel):
                                         cfg.compress_ratio, cfg.only_attend_immediate_media)
             for i in self.xattn_layers})
         # Release: PerceiverAttention(dim=text_dim) (8 heads of 64) + FeedForward(text_dim) (x4) + LayerNorm.
-        self.text_pool = AttentionPool(hidden, heads=8, dim_head=64, ff_mult=4)
+        self.text_pool = AttentionPool(hidden, heads=8, dim_head=64, ff_mult=4, init_std=cfg.latent_init_std)
         self.text_to_latent = nn.Linear(hidden, cfg.contrastive_dim, bias=False)
         self.visual_to_latent = nn.Linear(dv, cfg.contrastive_dim, bias=False)
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
