@@ -55,7 +55,8 @@ $(LM_DIR)/config.json: tools/convert_gguf_lm.py | $(STAMP)
 	$(VPY) tools/convert_gguf_lm.py --gguf .lm/download/$(LM_GGUF) --out $(LM_DIR)
 	@rm -rf .lm/download
 
-demo: $(STAMP)
+# The COSMO rows of the demo need the LM (`make lm`, once); `vidlang demo` leaves them out, saying so, without it.
+demo: $(STAMP) lm
 	$(VENV)/bin/vidlang demo --out runs/demo
 
 test: $(STAMP)

@@ -57,7 +57,11 @@ def test_every_task_runs_on_an_independent_corpus(public_corpus, tmp_path):
 
     res = P.eval_stage("random", tmp_path / "chance.json", corpus)
     assert set(res["tasks"]) == {"clip-youcookii", "clip-msrvtt", "videoqa-msrvtt", "paragraph-youcookii",
-                                 "segmentation-coin", "crosstask", "alignment"} and not res["skipped"]
+                                 "segmentation-coin", "crosstask", "alignment"}
+    # the language-model tasks have their data (MSRVTT-QA included); random embeddings cannot generate or score
+    assert set(res["skipped"]) == {"caption-youcookii", "caption-msrvtt", "videoqa-open-msrvtt", "videoqa-msrvtt-lm"}
+    assert all(why.startswith("the model cannot") for why in res["skipped"].values())
+    assert corpus.interlink is not None and corpus.interlink.name == "howto_interlink7m.tsv"
     al = res["tasks"]["alignment"]
     assert "htm_align" in al["protocol"]
     htm = json.loads(corpus.ground_truth.read_text())
@@ -91,6 +95,7 @@ def test_optional_parts_of_the_layout_become_null(tmp_path):
     assert sets["data.coin"].endswith("COIN.json") and sets["data.youcookii"].endswith(".json")
     # MSR-VTT CSV without its clips folder, absent files and no alignment truth: skipped, not a crash later
     assert sets["data.msrvtt_jsfusion"] == sets["data.msrvtt_mc"] == sets["data.crosstask"] == "null"
+    assert sets["data.msrvtt_qa"] == "null" and corpus.interlink is None
     assert sets["data.ground_truth"] == "null" and "alignment.captions" not in sets
 
 

@@ -1,6 +1,6 @@
 """`vidlang demo`: the main job end to end on the embedded synthetic corpus (what `make demo` runs).
 
-    vidlang demo [--out runs/demo] [--videos 400] [--seeds 0 1 2] [--quick] [--corpus DIR]
+    vidlang demo [--out runs/demo] [--videos 400] [--seeds 0 1 2] [--cosmo-seeds 0] [--quick] [--corpus DIR]
 
 1. `vidlang synth`: a noisy narrated long-video world (public formats) -> OUT/corpus; or, with `--corpus DIR`, a
    corpus vidlang did not generate, in the public layout (see vidlang.pipeline.prepare_public_corpus: YouCookII's
@@ -12,6 +12,11 @@
 5. `vidlang eval all` on every task for chance (random embeddings), the untrained model, the pretrained model and
    both post-trained models -> OUT/results/*.json; a headline table (mean ± std over seeds) -> stdout + OUT/results.md
 6. `vidlang report` -> the full side-by-side table and figures in OUT/report/
+7-8. COSMO (vidlang.demo_cosmo, configs/cosmo/demo_cpu.yaml; needs the LM of `make lm`): the narration cleaned by
+   OT with the pretrained dual encoder (`vidlang align`), then per `--cosmo-seeds` seed one interleaved model on
+   each caption source (raw narration, OT-cleaned narration, the corpus's Interlink captions) -> OUT/cosmo_*,
+   evaluated on captioning, open and multiple-choice QA and retrieval -> OUT/results/cosmo_*.json and a table.
+   `make demo` runs one seed; `vidlang demo --cosmo-seeds 0 1 2` is the paired comparison over three seeds.
 
 Checkpoints are selected on held-out *training* videos; the evaluation split is only used for the table.
 Every stage is skipped when its output exists, so an interrupted demo resumes where it stopped.
@@ -96,7 +101,8 @@ def paired_differences(norton: list[dict], infonce: list[dict]) -> str:
 
 # The configs each stage runs, shipped inside the package (vidlang/configs).
 STAGE_CONFIGS = [("pretraining", "norton/pretrain_demo_cpu.yaml"), ("Norton post-training", "norton/demo_cpu.yaml"),
-                 ("continued InfoNCE", "norton/infonce_demo_cpu.yaml"), ("evaluation", "eval/synthetic.yaml")]
+                 ("continued InfoNCE", "norton/infonce_demo_cpu.yaml"), ("evaluation", "eval/synthetic.yaml"),
+                 ("COSMO", "cosmo/demo_cpu.yaml")]
 
 
 def _stage_configs_epilog() -> str:
@@ -111,6 +117,19 @@ def _stage_configs_epilog() -> str:
     return "\n".join(lines)
 
 
+def _cosmo_section(out: Path, corpus, pretrained: Path, seeds: list[int], quick: bool, stage) -> str:
+    """The COSMO rows (vidlang.demo_cosmo), or one line saying why they were left out."""
+    from vidlang import demo_cosmo
+
+    if not seeds:
+        return ""
+    missing = demo_cosmo.lm_available()
+    if missing is not None:
+        stage(f"7-8/8 COSMO rows skipped: {missing}")
+        return f"\nCOSMO rows skipped: {missing}\n"
+    return "\n" + demo_cosmo.run_cosmo(out, corpus, pretrained, seeds, quick, stage)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vidlang demo", description=__doc__.split("\n")[0],
                                  epilog=_stage_configs_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="synthetic videos (learning from noisy narration shows from a few hundred on)")
     ap.add_argument("--corpus-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="post-training seeds")
+    ap.add_argument("--cosmo-seeds", type=int, nargs="*", default=[0],
+                    help="COSMO seeds (one model per caption source and seed); none = no COSMO rows")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests (40 videos, few steps, 1 seed)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--corpus", type=Path, default=None,
@@ -135,23 +156,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[demo {time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
     if args.corpus is not None:
-        stage(f"1-2/6 features of the corpus {args.corpus}")
+        stage(f"1-2/8 features of the corpus {args.corpus}")
         corpus = P.prepare_public_corpus(out, args.corpus, workers=args.workers)
         what = f"the corpus {args.corpus}"
     else:
-        stage(f"1-2/6 synthetic corpus ({videos} videos) and features")
+        stage(f"1-2/8 synthetic corpus ({videos} videos) and features")
         corpus = P.prepare_corpus(out, synth, workers=args.workers)
         what = f"the synthetic corpus ({videos} videos)"
-    stage("3/6 InfoNCE pretraining (VideoCLIP-style)")
+    stage("3/8 InfoNCE pretraining (VideoCLIP-style)")
     pre = P.train_stage("pretrain_demo_cpu.yaml", out / "pretrain", corpus, quick)
     post: dict[str, list[Path]] = {"norton": [], "infonce": []}
     for seed in seeds:
         for name, cfg in (("norton", "demo_cpu.yaml"), ("infonce", "infonce_demo_cpu.yaml")):
-            stage(f"4/6 post-training {name}, seed {seed}, from the pretrained checkpoint")
+            stage(f"4/8 post-training {name}, seed {seed}, from the pretrained checkpoint")
             post[name].append(P.train_stage(cfg, out / f"{name}_s{seed}", corpus, [*quick, f"train.seed={seed}"],
                                             init_from=pre))
 
-    stage("5/6 evaluation on every task (the evaluation split; never used for selection)")
+    stage("5/8 evaluation on every task (the evaluation split; never used for selection)")
     res = out / "results"
     untrained = P.untrained_checkpoint("pretrain_demo_cpu.yaml", out / "untrained", corpus)
     rows = {
@@ -168,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         table += "\n\n" + note
     diffs = paired_differences(rows["+ Norton"], rows["+ InfoNCE (continued)"])
 
-    stage("6/6 report and figures")
+    stage("6/8 report and figures")
     names = ["chance", "untrained", "pretrain", "infonce_s0", "norton_s0"]
     P.run_cli(["report", *[res / f"{n}.json" for n in names], "--names", *names, "--out-dir", out / "report"])
+    cosmo = _cosmo_section(out, corpus, pre, args.cosmo_seeds[:1] if args.quick else args.cosmo_seeds, args.quick,
+                           stage)
     text = (f"# vidlang demo on {what}, seeds {seeds}, {time.perf_counter() - t0:.0f} s\n\n"
             f"Evaluation split; percent; mean ± std over post-training seeds.\n\n{table}\n\n"
-            f"Paired differences over seeds:\n\n{diffs}\n")
+            f"Paired differences over seeds:\n\n{diffs}\n{cosmo}")
     atomic_write_text(out / "results.md", text)
     print("\n" + text)
     print(f"full table and figures: {out / 'report'}; per-run results: {res}")

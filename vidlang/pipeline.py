@@ -35,10 +35,11 @@ def run_cli(argv: list[str]) -> None:
 ANNOTATIONS = {  # data.<key> of configs/eval/synthetic.yaml -> file under DIR/annotations/
     "youcookii": "youcookii_annotations_trainval.json",
     "msrvtt_jsfusion": "MSRVTT_JSFUSION_test.csv", "msrvtt_mc": "MSR_MC_test.csv",
-    "coin": "COIN.json", "crosstask": "crosstask_release",
+    "coin": "COIN.json", "crosstask": "crosstask_release", "msrvtt_qa": "msrvtt_qa_test.json",
 }
 CAPTIONS = "howto100m_captions.json"  # DIR/annotations/: the long videos' ASR narration (HowTo100M format)
 HTM_ALIGN = "htm_align.json"  # DIR/annotations/: HTM-Align ground truth of the evaluation videos (optional)
+INTERLINK = "howto_interlink7m.tsv"  # DIR/annotations/: Howto-Interlink7M clip captions of the long videos (optional)
 
 
 @dataclass
@@ -56,6 +57,12 @@ class CorpusPaths:
     @property
     def msrvtt_videos(self) -> Path:
         return self.root / "msrvtt" / "videos"
+
+    @property
+    def interlink(self) -> Path | None:
+        """The corpus's Howto-Interlink7M clip captions (COSMO's clean captions), or None."""
+        path = self.annotations / INTERLINK
+        return path if path.is_file() else None
 
     def train_overrides(self) -> list[str]:
         return [f"data.features={self.features}", f"data.splits={self.splits}"]
@@ -114,8 +121,11 @@ def validate_annotations(corpus: CorpusPaths) -> None:
 
     ann = corpus.annotations
     D.read_howto100m_captions(ann / CAPTIONS)
+    from vidlang.datasets.msrvtt_qa import read_msrvtt_qa
+
     readers = {"youcookii": D.read_youcookii, "msrvtt_jsfusion": D.read_msrvtt_jsfusion,
-               "msrvtt_mc": D.read_msrvtt_mc, "coin": D.read_coin, "crosstask": D.read_crosstask}
+               "msrvtt_mc": D.read_msrvtt_mc, "coin": D.read_coin, "crosstask": D.read_crosstask,
+               "msrvtt_qa": read_msrvtt_qa}
     for key, value in (ov.split("=", 1) for ov in corpus.eval_overrides()):
         name = key.removeprefix("data.")
         if name in readers and value != "null":
@@ -123,6 +133,8 @@ def validate_annotations(corpus: CorpusPaths) -> None:
     if corpus.ground_truth is not None:
         captions = ann / CAPTIONS if corpus.ground_truth.name == HTM_ALIGN else None
         load_alignment_truth(str(corpus.ground_truth), str(captions) if captions else None)
+    if corpus.interlink is not None:
+        D.read_interlink(corpus.interlink)
 
 
 def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) -> CorpusPaths:
@@ -155,11 +167,13 @@ def prepare_public_corpus(out: Path, root: Path, workers: int = 2, log=print) ->
 
 def train_stage(config: str, out: Path, corpus: CorpusPaths, overrides: list[str] = (),
                 init_from: Path | None = None) -> Path:
-    """Train (or resume, or skip when finished) one run; returns its best checkpoint directory."""
+    """Train (or resume, or skip when finished) one run; returns its best checkpoint directory. `config`: a file
+    of configs/norton/, or a path under configs/ (e.g. "cosmo/demo_cpu.yaml")."""
     out = Path(out)
     if (out / "summary.json").exists() and (out / "best").is_dir():
         return out / "best"
-    argv = ["train", "--config", CONFIGS / "norton" / config, *corpus.train_overrides(), *overrides, "--out", out]
+    path = CONFIGS / config if "/" in str(config) else CONFIGS / "norton" / config
+    argv = ["train", "--config", path, *corpus.train_overrides(), *overrides, "--out", out]
     if init_from is not None:
         argv += ["--init-from", init_from]
     run_cli(argv)
@@ -220,6 +234,23 @@ def realign_stage(checkpoint: Path, corpus: CorpusPaths, out_json: Path, drop_fr
         run_cli(["align", "--checkpoint", checkpoint, "--features", corpus.features,
                  "--captions", corpus.annotations / CAPTIONS, "--out", out_json,
                  "--drop-frac", drop_frac])
+    return out_json
+
+
+# How narration is cleaned by Norton's OT before COSMO reads it: `vidlang align --method ot-clean` with a trained
+# dual encoder: the transport plan with the prompt bucket moves each line to the seconds it sends its mass to and
+# drops the lines it sends to the bucket (vidlang.eval.alignment.ot_clean_lines). The one place that says how
+# (`vidlang demo` calls ot_clean_stage).
+OT_CLEAN_ARGS = ["--method", "ot-clean"]
+
+
+def ot_clean_stage(checkpoint: Path, corpus: CorpusPaths, out_json: Path) -> Path:
+    """The corpus's narration cleaned by OT with `checkpoint` (HowTo100M caption format, for data.captions).
+    Cached in out_json."""
+    out_json = Path(out_json)
+    if not out_json.exists():
+        run_cli(["align", "--checkpoint", checkpoint, "--features", corpus.features,
+                 "--captions", corpus.annotations / CAPTIONS, "--out", out_json, *OT_CLEAN_ARGS])
     return out_json
 
 

@@ -13,8 +13,10 @@ import torch
 from tests.models.tiny_lms import build_lm, one_thread  # noqa: F401  (autouse fixture)
 from vidlang.config import from_dict
 from vidlang.data import FeatureStore
-from vidlang.data.interleaved import (END_OF_CHUNK, VISUAL, InterleavedBatch, InterleavedCollate, InterleavedConfig,
-                                      InterleavedDataset, fit_lengths, load_captions, merge_units)
+from vidlang.data.interleaved import (END_OF_CHUNK, VISUAL, InterleavedBatch, InterleavedCollate, InterleavedDataset,
+                                      fit_lengths, merge_units)
+from vidlang.data.longvideo import DataConfig
+from vidlang.data.train_data import load_captions
 from vidlang.datasets import CaptionLine
 from vidlang.errors import ConfigError, FormatError
 from vidlang.io import append_jsonl, atomic_save_npy, atomic_write_json
@@ -35,8 +37,8 @@ def corpus(n_videos=5, seconds=60, n_lines=10, seed=0):
 
 
 def make(**over):
-    cfg = from_dict(InterleavedConfig, {"clips_per_video": 3, "batch_videos": 2, "max_tokens": 40,
-                                        "max_clip_len": 3, **over})
+    cfg = from_dict(DataConfig, {"clips_per_video": 3, "batch_videos": 2, "min_clip_len": 1, "max_clip_len": 3,
+                                 **over})
     feats, caps = corpus()
     return InterleavedDataset(feats, caps, sorted(feats), cfg, fps=2.0, seed=5), feats, caps
 
@@ -74,10 +76,10 @@ def test_batches_are_deterministic_and_split_over_ranks():
     order = ds.epoch_order(1)
     assert order == ds.epoch_order(1) and sorted(order) == sorted(ds.video_ids)
     assert ds.batches_per_epoch() == 2
-    whole = ds.batch_samples(order, 1, 1)
-    parts = ds.batch_samples(order, 1, 1, rank=0, world=2) + ds.batch_samples(order, 1, 1, rank=1, world=2)
-    assert [v for v, _ in whole] == [v for v, _ in parts] == order[2:4]
-    for (_, a), (_, b) in zip(whole, parts):
+    whole, whole_ids = ds.batch_samples(order, 1, 1)
+    (p0, i0), (p1, i1) = ds.batch_samples(order, 1, 1, rank=0, world=2), ds.batch_samples(order, 1, 1, rank=1, world=2)
+    assert whole_ids == i0 + i1 == order[2:4]
+    for a, b in zip(whole, p0 + p1):
         assert [c["text"] for c in a] == [c["text"] for c in b]
     fixed = ds.fixed_clips(3)
     assert [[c["text"] for c in clips] for _, clips in fixed] == \
@@ -112,12 +114,13 @@ def tokenizer(tmp_path_factory):
 
 def test_collate_builds_interleaved_documents(tokenizer):
     ds, _, _ = make()
-    samples = ds.batch_samples(ds.epoch_order(0), 0, 0)
+    samples, vids = ds.batch_samples(ds.epoch_order(0), 0, 0)
     collate = InterleavedCollate(tokenizer, max_tokens=40)
-    batch = collate(samples)
+    batch = collate(samples, vids)
     vis, eoc = tokenizer.convert_tokens_to_ids([VISUAL, END_OF_CHUNK])
     assert batch.input_ids.shape[1] <= 40 and batch.media.shape[:2] == (2, 3)
-    for i, (vid, clips) in enumerate(samples):
+    assert batch.video_ids == vids
+    for i, clips in enumerate(samples):
         ids = batch.input_ids[i][batch.attention_mask[i].bool()].tolist()
         assert ids.count(vis) == ids.count(eoc) == 3 and ids[0] == vis  # this tokenizer adds no prefix
         for j, (s, e) in enumerate(batch.text_spans[i]):
@@ -126,8 +129,8 @@ def test_collate_builds_interleaved_documents(tokenizer):
             n = clips[j]["features"].shape[0]
             assert bool(batch.media_mask[i, j, :n].all()) and not bool(batch.media_mask[i, j, n:].any())
             torch.testing.assert_close(batch.media[i, j, :n], torch.from_numpy(clips[j]["features"]))
-    assert batch.texts == [[c["text"] for c in clips] for _, clips in samples]
-    again = pickle.loads(pickle.dumps(collate))(samples)  # DataLoader workers receive a pickled copy
+    assert batch.texts == [[c["text"] for c in clips] for clips in samples]
+    again = pickle.loads(pickle.dumps(collate))(samples, vids)  # DataLoader workers receive a pickled copy
     torch.testing.assert_close(again.input_ids, batch.input_ids)
     assert set(batch.model_inputs()) == {"input_ids", "attention_mask", "media", "media_mask"}
     assert isinstance(batch.to("cpu"), InterleavedBatch) and batch.clips_per_video == 3
@@ -135,9 +138,9 @@ def test_collate_builds_interleaved_documents(tokenizer):
 
 def test_collate_fits_long_texts_keeping_every_clip(tokenizer):
     long = " ".join(["cut the onion into small pieces"] * 6)
-    samples = [("v", [{"features": np.ones((2, 3), np.float32), "window": (0, 1), "span": (0, 1), "text": t}
-                      for t in (long, "fry", long)])]
-    batch = InterleavedCollate(tokenizer, max_tokens=30)(samples)
+    samples = [[{"features": np.ones((2, 3), np.float32), "window": (0, 1), "span": (0, 1), "text": t}
+                for t in (long, "fry", long)]]
+    batch = InterleavedCollate(tokenizer, max_tokens=30)(samples, ["v"])
     ids = batch.input_ids[0].tolist()
     assert len(ids) == 30 and ids.count(tokenizer.convert_tokens_to_ids(VISUAL)) == 3
     lengths = [e - s for s, e in batch.text_spans[0]]
@@ -185,10 +188,19 @@ def test_caption_sources(tmp_path):
     assert "\n" not in str(e.value) and "interlink.tsv [line 2" in str(e.value)
     with pytest.raises(ConfigError, match="not found"):
         load_captions(str(tmp_path / "missing.json"), store, ["a"])
+    # the training data of every model reads the same sources: an Interlink TSV as data.captions
+    from vidlang.data.train_data import open_train_data
+
+    tsv.write_text("video\tclips\n" + f"videos/b.mp4\t{json.dumps(clips)}\n")
+    data = open_train_data(DataConfig(features=str(tmp_path / "store"), captions=str(tsv)))
+    assert data.train_ids == ["b"] and [l.text for l in data.captions["b"]] == ["first", "second"]
 
 
-def test_config_checks():
-    with pytest.raises(ConfigError, match="cannot hold 4 clips"):
-        from_dict(InterleavedConfig, {"clips_per_video": 4, "max_tokens": 11})
-    with pytest.raises(ConfigError, match="unknown config key"):
-        from_dict(InterleavedConfig, {"clips": 4})
+def test_cosmo_document_settings_are_checked_with_the_data_section(tmp_path):
+    from vidlang.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="max_tokens=11 cannot hold data.clips_per_video=4 clips"):
+        from_dict(TrainConfig, {"model": {"arch": "cosmo", "max_tokens": 11}, "data": {"clips_per_video": 4},
+                                "loss": {"objective": "cosmo"}})
+    with pytest.raises(ConfigError, match="unknown config key model.clips"):
+        from_dict(TrainConfig, {"model": {"arch": "cosmo", "clips": 4}})

@@ -87,7 +87,8 @@ def test_cosmo_loss_combines_both_terms():
 def test_objective_on_a_collated_batch_trains(tmp_path, unit):
     """Dataset -> collate -> model -> loss -> a few optimizer steps lower the loss on a fixed batch."""
     from tests.models.tiny_lms import build_lm
-    from vidlang.data.interleaved import InterleavedCollate, InterleavedConfig, InterleavedDataset
+    from vidlang.data.interleaved import InterleavedCollate, InterleavedDataset
+    from vidlang.data.longvideo import DataConfig
     from vidlang.datasets import CaptionLine
     from vidlang.models.cosmo import CosmoConfig, CosmoModel
 
@@ -96,13 +97,13 @@ def test_objective_on_a_collated_batch_trains(tmp_path, unit):
     words = ["cut the onion", "fry the onions", "add salt", "serve the soup", "move the red square"]
     caps = {v: [CaptionLine(3.0 * j, 3.0 * j + 2, words[(i + j) % 5]) for j in range(5)]
             for i, v in enumerate(feats)}
-    cfg = InterleavedConfig(clips_per_video=2, batch_videos=4, max_tokens=24)
+    cfg = DataConfig(clips_per_video=2, batch_videos=4, min_clip_len=1)
     ds = InterleavedDataset(feats, caps, sorted(feats), cfg, seed=1)
     torch.manual_seed(0)
     model = CosmoModel(CosmoConfig(lm_path=str(build_lm("llama", tmp_path / "lm")), unimodal_depth=2,
                                    feature_dim=4, resampler_depth=1, resampler_latents=4, contrastive_dim=8,
                                    contrastive_unit=unit))
-    batch = model.make_collate(cfg.max_tokens)(ds.batch_samples(ds.epoch_order(0), 0, 0))
+    batch = model.make_collate(24)(*ds.batch_samples(ds.epoch_order(0), 0, 0))
     assert isinstance(model.make_collate(24), InterleavedCollate)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-3)

@@ -265,23 +265,37 @@ def test_log_likelihood_matches_forward(lm_dirs):
 
 
 @pytest.mark.parametrize("lm_trainable", [False, True])
-def test_save_load_round_trip(lm_dirs, tmp_path, lm_trainable):
+def test_save_load_round_trip_through_the_generic_checkpoint(lm_dirs, tmp_path, lm_trainable):
+    """save_checkpoint / load_model (vidlang.models.checkpoint) rebuild the model exactly; a frozen LM is left out of
+    the weights file, named by path and sha256, and another LM is refused."""
+    from safetensors.torch import load_file
+
+    from vidlang.config import from_dict
+    from vidlang.models.checkpoint import load_model, save_checkpoint
+    from vidlang.train.config import TrainConfig
+
     model = make_model(lm_dirs["llama"], gates=0.4, lm_trainable=lm_trainable)
     if lm_trainable:  # a trained LM differs from the folder's: its weights must come from the checkpoint
         with torch.no_grad():
             model.lm.get_input_embeddings().weight.mul_(1.5)
     model.eval()
     ids, mask, media, mm = batch(model)
-    model.save_pretrained(tmp_path / "ckpt")
-    loaded = CosmoModel.from_pretrained(tmp_path / "ckpt")
-    loaded.eval()
+    cfg = from_dict(TrainConfig, {"model": {**vars(model.cfg)}, "loss": {"objective": "cosmo"}})
+    save_checkpoint(tmp_path / "ckpt", model, cfg, {"step": 0})
+    saved = load_file(str(tmp_path / "ckpt/model.safetensors"))
+    assert any(k.startswith("lm.") for k in saved) == lm_trainable
+    loaded, cfg2 = load_model(tmp_path / "ckpt")
+    assert isinstance(loaded, CosmoModel) and cfg2.model == cfg.model
     a, b = model(ids, mask, media, mm), loaded(ids, mask, media, mm)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     if not lm_trainable:  # a checkpoint names its frozen LM: another LM is refused
         other = build_lm("llama", tmp_path / "other_lm", seed=1)
-        with pytest.raises(VidlangError, match="not the one this checkpoint was trained on"):
-            CosmoModel.from_pretrained(tmp_path / "ckpt", lm_path=str(other))
+        text = (tmp_path / "ckpt/config.yaml").read_text().replace(str(lm_dirs["llama"]), str(other))
+        (tmp_path / "ckpt/config.yaml").write_text(text)
+        with pytest.raises(VidlangError, match="lm at .* is not the one these weights were trained with") as e:
+            load_model(tmp_path / "ckpt")
+        assert "\n" not in str(e.value)
 
 
 def test_truncation_keeps_the_first_layers(lm_dirs):

@@ -4,12 +4,10 @@ A document reads ``<visual>{text 1}<|endofchunk|><visual>{text 2}<|endofchunk|>.
 OpenFlamingo layout), each `<visual>` standing for the clip whose per-second features fill the matching media
 slot, clips and texts in temporal order.
 
-Caption sources (`InterleavedConfig.captions`, read by `load_captions`):
-- "" : the feature store's cleaned narration (`text/`, raw ASR after rolling-caption dedup);
-- a HowTo100M-format caption JSON: raw ASR narration, or narration re-timed and filtered by an aligner
-  (`vidlang align`, the OT cleaning) -- cleaned with the same rolling-ASR dedup as `vidlang preprocess`;
-- a Howto-Interlink7M TSV (`read_interlink`): one caption per clip; a row's video id is the file stem of its
-  `video` (or `path`) column.
+Captions come from the training data's caption source (vidlang.data.train_data.load_captions: the store's
+narration, a HowTo100M-format file such as OT-cleaned narration, or a Howto-Interlink7M TSV); the settings are
+the shared `data:` section (vidlang.data.longvideo.DataConfig): `clips_per_video` (K), `batch_videos`,
+`min_clip_len` and `max_clip_len`; the tokens per document belong to the model (its collate function).
 
 Clips: each caption line is one unit; consecutive lines are merged while a unit lasts less than `min_clip_len`
 seconds. A unit's video window is its own time span rounded outwards to feature steps (at least one step), centre-
@@ -30,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,43 +37,6 @@ VISUAL = "<visual>"
 END_OF_CHUNK = "<|endofchunk|>"
 
 
-@dataclass
-class InterleavedConfig:
-    # Feature store root (`vidlang preprocess` output).
-    features: str = ""
-    # "" = the store's narration (text/); a HowTo100M-format JSON (raw or realigned narration); an Interlink TSV.
-    captions: str = ""
-    # splits.json with {"train": [...], ...}; only "train" is read. "" = every video in the store.
-    splits: str = ""
-    # Fraction of TRAINING videos held out for checkpoint selection (never the evaluation split).
-    heldout_frac: float = 0.1
-    heldout_seed: int = 0
-    # K clips per document. Release (base_180m.yaml, inter_vid_txt): VIDEO_SAMPLED_CLIPS 2; Howto-Interlink7M
-    # videos have 5.8-8.4 clips on average.
-    clips_per_video: int = 4
-    # Global batch in documents (one per video), split over processes.
-    batch_videos: int = 8
-    # Tokens per document, special tokens included. Release (inter_vid_txt): MAX_NUM_TOKENS 128.
-    max_tokens: int = 128
-    # Lines shorter than this (seconds) are merged with the next ones into one clip; 0 = one line per clip.
-    min_clip_len: float = 0.0
-    # Longest clip window in seconds (VideoCLIP's clips are at most 32 s, Xu et al. 2021).
-    max_clip_len: float = 32.0
-
-    def validate(self) -> None:
-        if not 0.0 <= self.heldout_frac < 1.0:
-            raise ValueError(f"heldout_frac must be in [0, 1), got {self.heldout_frac}")
-        if self.clips_per_video < 1 or self.batch_videos < 1:
-            raise ValueError(f"clips_per_video and batch_videos must be >= 1, got {self.clips_per_video} and "
-                             f"{self.batch_videos}")
-        if self.max_tokens < 3 * self.clips_per_video:
-            raise ValueError(f"max_tokens={self.max_tokens} cannot hold {self.clips_per_video} clips (each needs "
-                             "<visual>, at least one text token and <|endofchunk|>)")
-        if self.min_clip_len < 0 or self.max_clip_len <= 0:
-            raise ValueError(f"need min_clip_len >= 0 and max_clip_len > 0, got {self.min_clip_len} and "
-                             f"{self.max_clip_len}")
-
-
 @dataclass(frozen=True)
 class Unit:
     """One clip's caption: [start, end] seconds and its text."""
@@ -84,34 +44,6 @@ class Unit:
     start: float
     end: float
     text: str
-
-
-def load_captions(source: str, store, video_ids: Sequence[str]) -> dict[str, list]:
-    """Caption lines per video from a source (see the module docstring); videos without lines are left out.
-
-    Lines have `.start`, `.end`, `.text` (vidlang.datasets.CaptionLine). Raises FormatError for a malformed file.
-    """
-    from vidlang.datasets import CaptionLine, read_howto100m_captions, read_interlink
-    from vidlang.datasets.narration import clean_captions
-    from vidlang.errors import ConfigError
-
-    wanted = set(video_ids)
-    if not source:
-        out = {vid: store.text(vid) for vid in video_ids}
-        return {vid: lines for vid, lines in out.items() if lines}
-    path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"data.captions: {path} not found")
-    if path.suffix.lower() in (".tsv", ".txt"):
-        out = {}
-        for row in read_interlink(path):
-            vid = Path(row.video).stem
-            if vid in wanted and row.clips:
-                out[vid] = [CaptionLine(c.start, c.end, c.caption) for c in sorted(row.clips, key=lambda c: c.start)]
-        return out
-    raw = read_howto100m_captions(path)
-    out = {vid: clean_captions(raw[vid]) for vid in video_ids if vid in raw}
-    return {vid: lines for vid, lines in out.items() if lines}
 
 
 def merge_units(lines: Sequence, min_len: float, duration: float) -> list[Unit]:
@@ -144,12 +76,12 @@ class InterleavedDataset:
     """Samples one interleaved document (K consecutive clips) per video; the interface of LongVideoDataset.
 
     features: vid -> array (T, F) (e.g. a FeatureStore); captions: vid -> lines with .start/.end/.text;
-    count_tokens: accepted for call compatibility with LongVideoDataset and unused (documents are fitted to
-    `max_tokens` by the collate function); fps: feature steps per second.
+    cfg: the `data:` section (DataConfig; reads clips_per_video, batch_videos, min_clip_len, max_clip_len);
+    fps: feature steps per second. Documents are fitted to the model's token budget by its collate function.
     """
 
-    def __init__(self, features: Mapping, captions: Mapping[str, Sequence], video_ids: Sequence[str],
-                 cfg: InterleavedConfig, count_tokens=None, fps: float = 1.0, seed: int = 0):
+    def __init__(self, features: Mapping, captions: Mapping[str, Sequence], video_ids: Sequence[str], cfg,
+                 fps: float = 1.0, seed: int = 0):
         self.features, self.cfg, self.fps, self.seed = features, cfg, float(fps), int(seed)
         self.units: dict[str, list[Unit]] = {}
         self.lengths: dict[str, int] = {}
@@ -201,15 +133,16 @@ class InterleavedDataset:
         return len(self.video_ids) // self.cfg.batch_videos  # the last partial batch is dropped
 
     def batch_samples(self, order: Sequence[str], epoch: int, index: int, rank: int = 0,
-                      world: int = 1) -> list[tuple[str, list[dict]]]:
-        """This rank's (video id, clips) samples of global batch `index` of an epoch with video order `order`."""
+                      world: int = 1) -> tuple[list[list[dict]], list[str]]:
+        """This rank's share of global batch `index` of an epoch with video order `order`: (per-document clip
+        lists, video ids), as LongVideoDataset.batch_samples; the collate function turns them into tensors."""
         b = self.cfg.batch_videos
         if b % world:
             raise ValueError(f"batch_videos={b} is not divisible by the number of processes {world}")
         vids = list(order[index * b : (index + 1) * b])
-        per = b // world
-        return [(vids[j], self.sample_video(vids[j], np.random.default_rng([self.seed, epoch, index, j])))
-                for j in range(rank * per, (rank + 1) * per)]
+        slots = range(rank * (b // world), (rank + 1) * (b // world))
+        clips = [self.sample_video(vids[j], np.random.default_rng([self.seed, epoch, index, j])) for j in slots]
+        return clips, [vids[j] for j in slots]
 
     def fixed_clips(self, seed: int) -> list[tuple[str, list[dict]]]:
         """One deterministic document per video (validation on held-out training videos)."""
@@ -284,7 +217,9 @@ class InterleavedCollate:
             ids.append(self.visual_id)
         return ids, spans
 
-    def __call__(self, samples: Sequence[tuple[str, list[dict]]]) -> "InterleavedBatch":
+    def __call__(self, samples: Sequence[list[dict]], video_ids: Sequence[str]) -> "InterleavedBatch":
+        """samples: per document its clip dicts (vidlang.data.interleaved.InterleavedDataset.sample_video)."""
+        samples = list(zip(video_ids, samples))
         docs = [self.document_ids([c["text"] for c in clips]) for _, clips in samples]
         b, t = len(docs), max(len(ids) for ids, _ in docs)
         input_ids = torch.full((b, t), self.pad_id, dtype=torch.long)

@@ -38,8 +38,9 @@ from vidlang.datasets.howto100m import CaptionLine
 class DataConfig:
     # Feature store root (`vidlang preprocess` output); its text/ folder gives the cleaned narration.
     features: str = ""
-    # A HowTo100M-format caption JSON that replaces the store's narration (text/), e.g. `vidlang align` output
-    # (realigned lines, unalignable ones dropped). "" = the store's cleaned narration.
+    # Captions that replace the store's narration (text/): a HowTo100M-format caption JSON, e.g. `vidlang align`
+    # output (realigned lines, unalignable ones dropped), or a Howto-Interlink7M TSV (one caption per clip).
+    # "" = the store's cleaned narration. Read by vidlang.data.train_data.load_captions.
     captions: str = ""
     # splits.json with {"train": [...], "val": [...]}; only "train" is read. "" = every video in the store.
     splits: str = ""
@@ -47,6 +48,7 @@ class DataConfig:
     heldout_frac: float = 0.1
     heldout_seed: int = 0
     # Norton samples K = 8 clips per video (paper Sec. 4.1 "we sample 8 clips per video"); demo configs set it.
+    # Interleaved documents (COSMO, vidlang.data.interleaved): K consecutive clips per document.
     clips_per_video: int = 8
     # Global batch in videos (split over processes); the global clip batch is batch_videos * clips_per_video.
     batch_videos: int = 16
@@ -54,7 +56,8 @@ class DataConfig:
     text_budget: int = 32
     max_lines: int = 0  # 0 = no line limit besides the token budget
     alignment: Literal["overlap", "exact"] = "overlap"
-    # VideoCLIP's overlapped video clips are 3-32 s long (Xu et al. 2021, Sec. 3.1).
+    # VideoCLIP's overlapped video clips are 3-32 s long (Xu et al. 2021, Sec. 3.1). Interleaved documents:
+    # consecutive caption lines are merged until a clip lasts min_clip_len s; a clip is cropped to max_clip_len s.
     min_clip_len: int = 3
     max_clip_len: int = 32
     few_lines: Literal["replace", "skip"] = "replace"

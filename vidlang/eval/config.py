@@ -20,6 +20,7 @@ class EvalData:
     youcookii: str | None = None  # youcookii_annotations_trainval.json
     msrvtt_jsfusion: str | None = None  # MSRVTT_JSFUSION_test.csv
     msrvtt_mc: str | None = None  # MSR_MC_test.csv
+    msrvtt_qa: str | None = None  # msrvtt_qa_test.json (MSRVTT-QA release format, open-ended)
     coin: str | None = None  # COIN.json
     crosstask: str | None = None  # crosstask_release/ folder
     ground_truth: str | None = None  # synthetic corpus ground_truth.json (narration alignment)
@@ -123,6 +124,44 @@ class AlignmentConfig:
 
 
 @dataclass
+class CaptioningConfig:
+    """Clip captioning (`generate`: caption-youcookii, caption-msrvtt), scored by CIDEr-D and BLEU-4."""
+
+    subset: str = "validation"  # YouCookII split captioned; its "training" split gives the examples and baseline
+    max_clip_seconds: float | None = 32.0  # first 32 s of each segment, as clip-youcookii (MMPT's crop)
+    max_clips: int = 0  # caption the first N clips (sorted video ids, segment order); 0 = all
+    max_new_tokens: int = 20
+    num_beams: int = 3  # the beam-search row (beside greedy)
+    shots: list[int] = field(default_factory=lambda: [0, 4])  # in-context examples per prompt (greedy rows)
+    example_seed: int = 0  # draws the in-context examples
+
+    def validate(self):
+        if self.max_clips < 0 or self.max_new_tokens < 1 or self.num_beams < 1:
+            raise ValueError("max_clips must be >= 0, max_new_tokens and num_beams >= 1")
+        if any(k < 0 for k in self.shots) or not self.shots:
+            raise ValueError(f"shots must be a non-empty list of counts >= 0, got {self.shots}")
+
+
+@dataclass
+class QAConfig:
+    """Open-ended videoQA (`generate`: videoqa-open-msrvtt) and multiple choice by likelihood (`score`)."""
+
+    # MSRVTT-QA training file (train_qa.json) for the most-frequent-answer prior and the in-context examples;
+    # null = leave-one-video-out within the evaluated file (the prior then comes from the other test videos).
+    train_annotations: str | None = None
+    max_questions: int = 0  # the first N questions (file order); 0 = all
+    max_new_tokens: int = 4
+    shots: list[int] = field(default_factory=lambda: [0, 4])
+    example_seed: int = 0
+
+    def validate(self):
+        if self.max_questions < 0 or self.max_new_tokens < 1:
+            raise ValueError("max_questions must be >= 0 and max_new_tokens >= 1")
+        if any(k < 0 for k in self.shots) or not self.shots:
+            raise ValueError(f"shots must be a non-empty list of counts >= 0, got {self.shots}")
+
+
+@dataclass
 class EvalConfig:
     checkpoint: str | None = None  # checkpoint directory, or "random" for the random-embedding chance baseline
     out: str | None = None  # results JSON
@@ -135,6 +174,8 @@ class EvalConfig:
     paragraph: ParagraphConfig = field(default_factory=ParagraphConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    captioning: CaptioningConfig = field(default_factory=CaptioningConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
 
     def validate(self):
         known = task_names()

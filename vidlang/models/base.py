@@ -25,7 +25,11 @@ outside its own files (docs/interfaces.md has the full example). What a model de
 - its data: `dataset(...)` builds the sampler of training examples and `collate_fn()` the picklable function that
   turns a batch of samples into tensors (tokenisation included), run in DataLoader workers.
 - its persistence: `save_extras(dir)` writes what rebuilding needs besides the weights (configs, tokenizers);
-  `from_checkpoint(dir, cfg)` rebuilds the architecture from those files without loading pretrained weights.
+  `from_checkpoint(dir, cfg)` rebuilds the architecture from those files without loading pretrained weights;
+  `saved_state()` is what checkpoints and training states hold (default: every weight) and `frozen_weights()`
+  names, by path and sha256, the frozen parts a model leaves out and rebuilds from local files (COSMO's frozen
+  LM), so that loading onto other weights is refused; `init_from_checkpoint(dir)` is `--init-from` (default: a
+  strict load of the whole checkpoint).
 - its selection metrics on held-out training videos (`selection_metrics`, `heldout_metrics`).
 """
 
@@ -80,6 +84,23 @@ class VidlangModel(nn.Module):
     def feature_dim(self) -> int | None:
         """Width of the per-second features the model reads (None: any)."""
         return None
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The weights checkpoints and training states hold (default: all of `state_dict()`); loading is strict
+        against exactly these keys. Leaving a part out needs `frozen_weights` to name it."""
+        return self.state_dict()
+
+    def frozen_weights(self) -> dict[str, dict]:
+        """The parts left out of `saved_state`, rebuilt from local files: name -> {"path": str, "sha256": str}.
+        Stored beside the weights; a load whose rebuilt parts have another sha256 is refused."""
+        return {}
+
+    def init_from_checkpoint(self, ckpt: Path) -> None:
+        """`vidlang train --init-from CKPT` (before the first step): default a strict load of the whole
+        checkpoint, which must be of this architecture and size."""
+        from vidlang.models.checkpoint import load_weights
+
+        load_weights(self, ckpt)
 
     # -- training -------------------------------------------------------------------------------------------
     def dataset(self, features, captions, video_ids: Sequence[str], data_cfg, fps: float, seed: int):
@@ -156,4 +177,5 @@ def model_class(name: str) -> type[VidlangModel]:
 
 def _ensure_builtin_models() -> None:
     """The models shipped with vidlang register themselves on import."""
+    import vidlang.models.cosmo.model  # noqa: F401
     import vidlang.models.dual  # noqa: F401

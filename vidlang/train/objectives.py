@@ -12,6 +12,11 @@ needs (checked against the model's `outputs` when the config loads) and may chec
   rectification plan, the paragraph negatives and the bucket quantile come from the global batch, so the mean over
   processes equals the single-process loss on the same global batch (the reference implementation is local to
   each GPU).
+- `cosmo`: COSMO's next-token loss on the text of interleaved documents plus the contrastive loss between the
+  pooled unimodal text state and the contrastive visual latent (vidlang.losses.lm.cosmo_loss; weights
+  `lm_weight`, `contrastive_weight`). Negatives are gathered across processes, and the LM loss is divided by
+  the global number of counted tokens over the number of processes, so that the mean over processes (DDP's
+  gradient averaging) is the single-process loss on the same global batch.
 
 Adding one is new code only:
 
@@ -34,6 +39,7 @@ from torch import Tensor, nn
 
 from vidlang.config import Choice
 from vidlang.losses.contrastive import infonce_loss
+from vidlang.losses.lm import IGNORE, CosmoLossConfig, cosmo_loss
 from vidlang.losses.norton import NortonConfig, norton_loss
 from vidlang.registry import Registry
 
@@ -123,3 +129,32 @@ def norton_objective(model: nn.Module, batch, gather, cfg: NortonLoss) -> dict[s
                        batch.video_mask, batch.attention_mask, cfg, logit_scale=out["logit_scale"],
                        clips_per_video=batch.clips_per_video, gather=gather,
                        rank_offset=getattr(gather, "rank", 0) * n)
+
+
+# -- cosmo --------------------------------------------------------------------------------------------------------
+@dataclass
+class CosmoLoss(CosmoLossConfig, LossSection):
+    """COSMO's loss weights (vidlang.losses.lm.CosmoLossConfig, the release's defaults) as the `loss:` section."""
+
+    objective: str = "cosmo"
+
+
+@register_objective("cosmo", CosmoLoss, needs={"logits", "lm_targets", "pooled_text", "pooled_video", "logit_scale"})
+def cosmo_objective(model: nn.Module, batch, gather, cfg: CosmoLoss) -> dict[str, Tensor]:
+    out = model(**batch.model_inputs())
+    n = out["pooled_video"].shape[0]
+    world = getattr(gather, "world", 1)
+    # the global count of next-token targets / world: each process's sum over it averages to the global mean
+    count = (out["lm_targets"] != IGNORE).sum().float().reshape(1)
+    denominator = gather(count).sum() / world
+    losses = cosmo_loss(out, cfg, gather=gather, rank_offset=getattr(gather, "rank", 0) * n,
+                        lm_denominator=denominator.clamp_min(1.0 / world))
+    # A zero weight skips its term; the parts only it trains still enter the graph (with zero gradient), as
+    # DistributedDataParallel's gradient reduction expects every trainable parameter to take part.
+    if not cfg.contrastive_weight:
+        losses["total"] = losses["total"] + 0.0 * (out["pooled_text"].sum() + out["pooled_video"].sum()
+                                                   + out["logit_scale"])
+    if not cfg.lm_weight:
+        losses["total"] = losses["total"] + 0.0 * out["logits"].sum()
+    losses["logit_scale"] = out["logit_scale"].detach().exp()
+    return losses

@@ -1,6 +1,8 @@
 """The resumable training state, written without pickles: safetensors for tensors, JSON for everything else.
 
-    OUT/state/model.safetensors       every weight of the (unwrapped) model
+    OUT/state/model.safetensors       the (unwrapped) model's saved_state(): every weight unless the model leaves
+                                      frozen parts out (vidlang.models.checkpoint)
+    OUT/state/frozen.json             those parts by name, path and sha256 (checked on resume)
     OUT/state/optimizer.safetensors   the optimizer's per-parameter tensors ("<param index>.<name>")
     OUT/state/optimizer.json          its param_groups and non-tensor per-parameter entries
     OUT/state/trainer.json            progress (step, epoch, batch index, the epoch's video order, best metric,
@@ -26,13 +28,15 @@ import torch
 
 from vidlang.errors import FormatError
 from vidlang.io import atomic_write_json
-from vidlang.models.checkpoint import load_state_strict, read_json, read_weights
+from vidlang.models.checkpoint import (check_frozen_weights, frozen_weights, load_state_strict, read_json,
+                                       read_weights, saved_state, write_weights)
 
 MODEL = "model.safetensors"
 OPTIM_TENSORS = "optimizer.safetensors"
 OPTIM_JSON = "optimizer.json"
 TRAINER = "trainer.json"
 CONFIG = "config.yaml"
+FROZEN = "frozen.json"
 
 
 def _jsonable(x):
@@ -110,7 +114,7 @@ def save_train_state(folder: Path, model: torch.nn.Module, optimizer, trainer: d
                      rank: int, main: bool, rng: tuple[dict, dict] | None = None) -> None:
     """Write this process's part of the state into `folder` (the caller swaps it into place after a barrier).
     `rng`: generator states captured earlier (`rng_state()`), default the current ones."""
-    from safetensors.torch import save_file, save_model
+    from safetensors.torch import save_file
 
     from vidlang.io import atomic_path, atomic_write_text
 
@@ -122,7 +126,8 @@ def save_train_state(folder: Path, model: torch.nn.Module, optimizer, trainer: d
     if not main:
         return
     with atomic_path(folder / MODEL) as tmp:
-        save_model(model, str(tmp))
+        write_weights(saved_state(model), tmp)
+    atomic_write_json(folder / FROZEN, frozen_weights(model))
     tensors, rest = optimizer_state(optimizer)
     with atomic_path(folder / OPTIM_TENSORS) as tmp:
         save_file(tensors, str(tmp))
@@ -138,6 +143,8 @@ def read_trainer_json(folder: Path) -> dict:
 def load_train_state(folder: Path, model: torch.nn.Module, optimizer, rank: int) -> dict:
     """Restore weights, optimizer and this process's generators from `folder`; returns trainer.json's dict."""
     trainer = read_trainer_json(folder)
+    recorded = read_json(folder / FROZEN, "frozen weights record") if (folder / FROZEN).is_file() else {}
+    check_frozen_weights(model, recorded, folder)
     load_state_strict(model, read_weights(folder / MODEL), folder / MODEL)
     load_optimizer_state(optimizer, read_weights(folder / OPTIM_TENSORS),
                          read_json(folder / OPTIM_JSON, "optimizer state"), folder / OPTIM_JSON)

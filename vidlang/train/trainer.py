@@ -52,7 +52,7 @@ from vidlang.data.longvideo import hard_negative_order, split_train_heldout
 from vidlang.errors import ConfigError, NonFiniteError, VidlangError
 from vidlang.io import RunLock, append_jsonl, atomic_write_json, read_jsonl, recover_dir, swap_into_place, write_jsonl
 from vidlang.models.base import model_class
-from vidlang.models.checkpoint import load_weights, save_checkpoint
+from vidlang.models.checkpoint import save_checkpoint
 from vidlang.train import state as st
 from vidlang.train.config import TrainConfig
 from vidlang.train.dist import Gatherer
@@ -170,7 +170,7 @@ class Trainer:
         self._setup_datasets()
         resuming = self._resume_decision()
         if self.init_from and not resuming:
-            load_weights(self.model, self.init_from)
+            self.model.init_from_checkpoint(Path(self.init_from))  # default: a strict load of the whole checkpoint
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         self.model, self.optimizer = acc.prepare(self.model, self.optimizer)

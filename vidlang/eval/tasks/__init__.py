@@ -7,3 +7,5 @@ EvalConfig. Where a protocol differs from the reference code on purpose, its mod
 """
 
 from vidlang.eval.tasks import alignment, localization, retrieval, segmentation, videoqa  # noqa: F401
+# tasks needing the `generate` / `score` capabilities (language models), after the `embed` ones
+from vidlang.eval.tasks import captioning, qa  # noqa: F401,E402

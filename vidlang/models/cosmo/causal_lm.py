@@ -23,7 +23,7 @@ def resolve_lm_path(lm_path: str) -> Path:
     p = Path(lm_path).expanduser() if lm_path else default_lm_dir()
     if not (p / "config.json").is_file():
         hint = " (run `make lm` to fetch and convert SmolLM2-135M-Instruct)" if not lm_path else ""
-        raise ConfigError(f"cosmo.lm_path: {p} is not a local transformers model folder (no config.json){hint}")
+        raise ConfigError(f"model.lm_path: {p} is not a local transformers model folder (no config.json){hint}")
     return p
 
 
@@ -35,7 +35,7 @@ def check_causal_lm(path: Path):
     try:
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"cosmo.lm_path: {path}: cannot read config.json ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"model.lm_path: {path}: cannot read config.json ({str(e).splitlines()[0]})") from None
     causal_classes = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
     archs = list(getattr(config, "architectures", None) or [])
     if getattr(config, "is_encoder_decoder", False):
@@ -46,7 +46,7 @@ def check_causal_lm(path: Path):
         ok = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     if not ok:
         what = f"architectures {archs}" if archs else f"model_type {config.model_type!r}"
-        raise ConfigError(f"cosmo.lm_path: {path} is not a causal language model ({what}); COSMO needs a "
+        raise ConfigError(f"model.lm_path: {path} is not a causal language model ({what}); COSMO needs a "
                           "decoder-only LM such as Llama, GPT-2 or OPT")
     return config
 
@@ -89,13 +89,20 @@ def load_causal_lm(lm_path: str, keep_layers: int = 0, keep_last: int = 0, dtype
     the end-of-text token as padding when it has no padding token)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     path = resolve_lm_path(lm_path)
     check_causal_lm(path)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a local load takes ~1 s; its per-file bars would fill every log
     try:
         lm = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cosmo.lm_path: cannot load a causal LM from {path}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"model.lm_path: cannot load a causal LM from {path}: {str(e).splitlines()[0]}") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     decoder_layers(lm)
     if keep_layers:
         truncate_layers(lm, keep_layers, keep_last)

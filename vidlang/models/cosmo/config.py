@@ -1,4 +1,5 @@
-"""`CosmoConfig`: the COSMO model's settings, with the release's values as defaults.
+"""`CosmoConfig`: the COSMO model's settings (the `model:` section with `arch: cosmo`), with the release's values
+as defaults.
 
 Sources of the defaults (the public repository showlab/cosmo, which builds on mlfoundations/open_flamingo):
 - `src/config/train_server/base_180m.yaml` (`model_params`): `unimodal_depth: 12`, `interval_layer: 2`,
@@ -19,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from vidlang.models.base import ModelSection
+from vidlang.models.video import VideoConfig
+
 # Where `make lm` writes SmolLM2-135M-Instruct as a plain transformers folder (relative to the source checkout).
 DEFAULT_LM_SUBDIR = Path(".lm") / "smollm2-135m-instruct"
 LM_ENV = "VIDLANG_LM"
@@ -33,7 +37,8 @@ def default_lm_dir() -> Path:
 
 
 @dataclass
-class CosmoConfig:
+class CosmoConfig(ModelSection):
+    arch: str = "cosmo"
     # A local transformers causal-LM folder (Llama, GPT-2, OPT families); "" = default_lm_dir().
     lm_path: str = ""
     # Keep only the LM's first N decoder layers (0 = all), plus its last `lm_last_layers` ones. A pretrained LM cut
@@ -72,11 +77,24 @@ class CosmoConfig:
     resampler_heads: int = 8
     resampler_dim_head: int = 64
     resampler_ff_mult: int = 4
+    # Standard deviation of the resampler's latents and the text pooling query at init. Release: 1 (torch.randn).
+    # Those vectors are residuals of their blocks, so at 1 they dominate every document's contrastive embedding at
+    # first (cosine ~0.9998 between documents); a short run's contrastive loss then stays at chance.
+    latent_init_std: float = 1.0
     # Contrastive embedding size (release latent_dim 512).
     contrastive_dim: int = 512
     # What one contrastive pair is: "document" (release: the mean contrastive latent of a document's clips vs
     # the document's pooled text) or "clip" (each clip's contrastive latent vs its own chunk of text).
     contrastive_unit: Literal["document", "clip"] = "document"
+    # Tokens per interleaved document, special tokens included (the collate function fits the texts into it).
+    # Release (inter_vid_txt): MAX_NUM_TOKENS 128.
+    max_tokens: int = 128
+    # An optional video tower under the resampler (the dual encoder's VideoCLIP-style transformer over the
+    # per-second features, vidlang.models.video), so that `--init-from` a Norton/InfoNCE checkpoint can start the
+    # visual side from its `video.*` weights. null = the resampler reads the features directly (the release).
+    video_tower: VideoConfig | None = None
+    # Keep that tower fixed (eval mode, no gradient): its pretrained features as they are.
+    freeze_video_tower: bool = False
     # Inverse temperature at init, as a plain scale (the parameter is its log). The release sets 0.2 and uses it
     # as the log-scale itself (scale e^0.2 = 1.22, never clamped); here 0.2 is the temperature: scale 1/0.2.
     logit_scale_init: float = 5.0
@@ -104,6 +122,11 @@ class CosmoConfig:
                              f"{self.compress_ratio}")
         if self.feature_dim < 0 or self.visual_dim < 0:
             raise ValueError("feature_dim and visual_dim must be >= 0")
+        if self.latent_init_std <= 0:
+            raise ValueError(f"latent_init_std must be > 0, got {self.latent_init_std}")
+        if self.max_tokens < 3:
+            raise ValueError(f"max_tokens must be >= 3 (<visual>, one text token, <|endofchunk|>), got "
+                             f"{self.max_tokens}")
         if not 0 < self.logit_scale_init <= self.logit_scale_max:
             raise ValueError(f"need 0 < logit_scale_init <= logit_scale_max, got {self.logit_scale_init} and "
                              f"{self.logit_scale_max}")

@@ -7,6 +7,7 @@ is tested against, and the baseline of tools/bench_cosmo.py).
 
 Prompts may be padded on either side; they are re-packed to the left internally (positions follow the attention
 mask). `<visual>` is never generated. Results are token-id lists without the prompt and without the stop token.
+`media=None` generates with the LM alone (no cross-attention: the text-only baseline, equal to gates at 0).
 """
 
 from __future__ import annotations
@@ -45,17 +46,21 @@ class _Stepper:
         self.cache = None
         self.ctx: MediaContext | None = None
 
-    def _full(self) -> Tensor:
+    def _context(self) -> MediaContext:
+        if self.media is None:
+            return MediaContext(media=None)
         _, tokens = self.model.encode_media(self.media, self.media_mask)
-        hidden, _ = self.model.run_lm(self.ids, self.mask, MediaContext(media=tokens))
+        return MediaContext(media=tokens)
+
+    def _full(self) -> Tensor:
+        hidden, _ = self.model.run_lm(self.ids, self.mask, self._context())
         return self.model.output_logits(hidden[:, -1])
 
     def first(self) -> Tensor:
         """Shapes: -> (N, V) logits of the token after the prompt."""
         if not self.use_cache:
             return self._full()
-        _, tokens = self.model.encode_media(self.media, self.media_mask)
-        self.ctx = MediaContext(media=tokens)
+        self.ctx = self._context()
         hidden, self.cache = self.model.run_lm(self.ids, self.mask, self.ctx, use_cache=True)
         return self.model.output_logits(hidden[:, -1])
 
@@ -76,10 +81,11 @@ class _Stepper:
 
 
 @torch.no_grad()
-def generate(model, input_ids: Tensor, attention_mask: Tensor, media: Tensor, media_mask: Tensor,
+def generate(model, input_ids: Tensor, attention_mask: Tensor, media: Tensor | None, media_mask: Tensor | None,
              max_new_tokens: int = 20, num_beams: int = 1, length_penalty: float = 1.0, use_cache: bool = True,
              eos_token_id: int | None = None) -> list[list[int]]:
-    """Continue each prompt. Shapes: input_ids / attention_mask (B, T); media (B, M, S, F); media_mask (B, M, S).
+    """Continue each prompt. Shapes: input_ids / attention_mask (B, T); media (B, M, S, F); media_mask (B, M, S);
+    media None: the LM alone (text-only baseline).
 
     Stops a sequence at `eos_token_id` (default <|endofchunk|>, the end of a caption) or after `max_new_tokens`.
     Beam search keeps `num_beams` hypotheses and returns the one with the best sum of log-probabilities divided
@@ -114,7 +120,7 @@ def generate(model, input_ids: Tensor, attention_mask: Tensor, media: Tensor, me
 def _beam_search(model, ids, mask, media, media_mask, max_new_tokens, num_beams, length_penalty, use_cache,
                  eos) -> list[list[int]]:
     b, nb = ids.shape[0], num_beams
-    rep = lambda x: x.repeat_interleave(nb, dim=0)  # noqa: E731
+    rep = lambda x: None if x is None else x.repeat_interleave(nb, dim=0)  # noqa: E731
     stepper = _Stepper(model, rep(ids), rep(mask), rep(media), rep(media_mask), use_cache)
     logits = stepper.first()
     scores = torch.full((b * nb,), float("-inf"), device=logits.device)
@@ -211,24 +217,36 @@ def _pack(model, docs: list[list[int]], clips: list[list[Tensor]]) -> tuple[Tens
 
 
 @torch.no_grad()
-def caption_clips(model, clips: list, max_new_tokens: int = 20, num_beams: int = 1,
-                  examples: list[tuple] = (), max_tokens: int = 256, batch_size: int = 16) -> list[str]:
+def complete(model, docs: list[list[int]], clips: list[list], max_new_tokens: int = 20, num_beams: int = 1,
+             text_only: bool = False, batch_size: int = 16) -> list[str]:
+    """Generate the continuation of each token prompt, whose m-th <visual> stands for its m-th clip.
+
+    Shapes: N prompts (token-id lists) and N clip lists (features (S, F) each) -> N decoded strings. `text_only`:
+    the LM alone reads the same prompts (no cross-attention).
+    """
+    out: list[str] = []
+    for k in range(0, len(docs), batch_size):
+        ids, mask, media, mm = _pack(model, docs[k : k + batch_size],
+                                     [[_features(c) for c in cl] for cl in clips[k : k + batch_size]])
+        if text_only:
+            media = mm = None
+        for seq in generate(model, ids, mask, media, mm, max_new_tokens=max_new_tokens, num_beams=num_beams):
+            out.append(model.tokenizer.decode(seq, skip_special_tokens=True).strip())
+    return out
+
+
+@torch.no_grad()
+def caption_clips(model, clips: list, max_new_tokens: int = 20, num_beams: int = 1, examples: list[tuple] = (),
+                  max_tokens: int = 256, batch_size: int = 16, text_only: bool = False) -> list[str]:
     """Generate a caption for each clip (features (S, F)), optionally after in-context examples.
 
     `examples`: (features (S, F), caption) pairs shown before every query clip as
     ``<visual>caption<|endofchunk|>`` chunks (k-shot); the prompt then ends with the query's `<visual>`.
     """
-    collate = model.make_collate(max_tokens)
-    prompt, _ = collate.document_ids([c for _, c in examples], open_end=True)
-    shots = [_features(f) for f, _ in examples]
-    out: list[str] = []
-    for k in range(0, len(clips), batch_size):
-        chunk = clips[k : k + batch_size]
-        ids, mask, media, mm = _pack(model, [prompt] * len(chunk),
-                                     [shots + [_features(c)] for c in chunk])
-        for seq in generate(model, ids, mask, media, mm, max_new_tokens=max_new_tokens, num_beams=num_beams):
-            out.append(model.tokenizer.decode(seq, skip_special_tokens=True).strip())
-    return out
+    prompt, _ = model.make_collate(max_tokens).document_ids([c for _, c in examples], open_end=True)
+    shots = [f for f, _ in examples]
+    return complete(model, [prompt] * len(clips), [shots + [c] for c in clips], max_new_tokens, num_beams,
+                    text_only, batch_size)
 
 
 @torch.no_grad()

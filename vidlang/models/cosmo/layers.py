@@ -62,9 +62,10 @@ class PerceiverResampler(nn.Module):
     Output index 0 is the contrastive latent, 1..L the media tokens the LM cross-attends to.
     """
 
-    def __init__(self, dim: int, depth: int, num_latents: int, heads: int, dim_head: int, ff_mult: int):
+    def __init__(self, dim: int, depth: int, num_latents: int, heads: int, dim_head: int, ff_mult: int,
+                 init_std: float = 1.0):
         super().__init__()
-        self.latents = nn.Parameter(torch.randn(num_latents + 1, dim))
+        self.latents = nn.Parameter(torch.randn(num_latents + 1, dim) * init_std)  # release: torch.randn
         self.layers = nn.ModuleList(
             nn.ModuleList([LatentAttention(dim, heads, dim_head), feed_forward(dim, ff_mult)]) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
@@ -86,11 +87,11 @@ class AttentionPool(nn.Module):
     padding too, so its text embedding depends on how much padding the batch needed).
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int, ff_mult: int):
+    def __init__(self, dim: int, heads: int, dim_head: int, ff_mult: int, init_std: float = 1.0):
         super().__init__()
         self.heads, self.dim_head = heads, dim_head
         inner = heads * dim_head
-        self.query = nn.Parameter(torch.randn(1, dim))
+        self.query = nn.Parameter(torch.randn(1, dim) * init_std)  # release: torch.randn
         self.norm_inputs = nn.LayerNorm(dim)
         self.norm_query = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, inner, bias=False)

@@ -32,13 +32,21 @@ Where this differs from the release, and why:
 - Padded seconds of a clip are masked in the resampler (the release's clips are fixed frame sets).
 - Gradient checkpointing of the LM is not supported (the cross-attention runs in hooks that a recomputation
   would replay outside the forward call).
+- Optional video tower (`video_tower`): the dual encoder's VideoCLIP-style transformer runs over each clip's
+  per-second features before the resampler, so that `--init-from` a Norton/InfoNCE checkpoint starts the visual
+  side from its `video.*` weights (the release feeds frozen CLIP features to the resampler directly).
+
+Registered as `model.arch: cosmo` (vidlang.models.base): it trains through the one trainer on interleaved
+documents (vidlang.data.interleaved) with the `cosmo` objective, and offers the `embed` (contrastive heads),
+`score` (log-likelihood of texts given a clip) and `generate` (captions, answers) capabilities
+(vidlang.models.cosmo.evaluate). Checkpoints hold every weight except a frozen LM, which they name by folder and
+sha256 (`frozen_weights`): loading onto another LM is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from functools import partial
@@ -48,8 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidlang.errors import ConfigError, VidlangError
-from vidlang.losses.lm import next_token_targets
+from vidlang.errors import ConfigError
+from vidlang.losses.lm import IGNORE, next_token_targets
+from vidlang.models.base import VidlangModel, register_model
 from vidlang.models.cosmo.causal_lm import END_OF_CHUNK, VISUAL, decoder_layers, load_causal_lm
 from vidlang.models.cosmo.config import CosmoConfig
 from vidlang.models.cosmo.layers import AttentionPool, GatedCrossAttention, PerceiverResampler
@@ -72,26 +81,45 @@ class _StopAfterUnimodal(Exception):
     pass
 
 
-class CosmoModel(nn.Module):
+@register_model("cosmo")
+class CosmoModel(VidlangModel):
     """See the module docstring. `feature_dim` overrides `cfg.feature_dim` (the store's feature width)."""
+
+    config_class = CosmoConfig
+    capabilities = frozenset({"embed", "score", "generate"})
+    outputs = frozenset({"logits", "lm_targets", "pooled_text", "pooled_video", "logit_scale"})
 
     def __init__(self, cfg: CosmoConfig, feature_dim: int | None = None):
         super().__init__()
         cfg = dataclasses.replace(cfg, feature_dim=int(feature_dim or cfg.feature_dim))
         if cfg.feature_dim <= 0:
-            raise ConfigError("cosmo.feature_dim must be set (> 0): the width of the store's per-second features")
+            raise ConfigError("model.feature_dim must be set (> 0): the width of the store's per-second features")
+        if cfg.video_tower is not None and cfg.video_tower.input_dim in (0, cfg.feature_dim):
+            cfg = dataclasses.replace(cfg, video_tower=dataclasses.replace(cfg.video_tower, input_dim=cfg.feature_dim))
+        elif cfg.video_tower is not None:
+            raise ConfigError(f"model.video_tower.input_dim={cfg.video_tower.input_dim} but the features have "
+                              f"dimension {cfg.feature_dim}")
         self.cfg = cfg
         self.lm, self.tokenizer, self.lm_dir = load_causal_lm(cfg.lm_path, cfg.lm_layers, cfg.lm_last_layers)
         n_layers = int(self.lm.config.num_hidden_layers)
         if cfg.unimodal_depth >= n_layers:
-            raise ConfigError(f"cosmo.unimodal_depth={cfg.unimodal_depth} must be smaller than the number of LM "
+            raise ConfigError(f"model.unimodal_depth={cfg.unimodal_depth} must be smaller than the number of LM "
                               f"layers ({n_layers}{' kept' if cfg.lm_layers else ''} in {self.lm_dir})")
         hidden = int(self.lm.config.hidden_size)
         self._init_special_tokens()
-        dv = cfg.visual_dim or cfg.feature_dim
-        self.visual_in = nn.Linear(cfg.feature_dim, dv) if dv != cfg.feature_dim else nn.Identity()
+        self.video_tower = None
+        tower_out = cfg.feature_dim
+        if cfg.video_tower is not None:
+            from vidlang.models.video import VideoEncoder
+
+            self.video_tower = VideoEncoder(cfg.video_tower)
+            tower_out = self.video_tower.width
+            if cfg.freeze_video_tower:
+                self.video_tower.requires_grad_(False)
+        dv = cfg.visual_dim or tower_out
+        self.visual_in = nn.Linear(tower_out, dv) if dv != tower_out else nn.Identity()
         self.resampler = PerceiverResampler(dv, cfg.resampler_depth, cfg.resampler_latents, cfg.resampler_heads,
-                                            cfg.resampler_dim_head, cfg.resampler_ff_mult)
+                                            cfg.resampler_dim_head, cfg.resampler_ff_mult, cfg.latent_init_std)
         u, k = cfg.unimodal_depth, cfg.cross_attn_interval
         self.xattn_layers = [i for i in range(u, n_layers) if (i - u) % k == 0]
         self.xattn = nn.ModuleDict({
@@ -99,7 +127,7 @@ class CosmoModel(nn.Module):
                                         cfg.compress_ratio, cfg.only_attend_immediate_media)
             for i in self.xattn_layers})
         # Release: PerceiverAttention(dim=text_dim) (8 heads of 64) + FeedForward(text_dim) (x4) + LayerNorm.
-        self.text_pool = AttentionPool(hidden, heads=8, dim_head=64, ff_mult=4)
+        self.text_pool = AttentionPool(hidden, heads=8, dim_head=64, ff_mult=4, init_std=cfg.latent_init_std)
         self.text_to_latent = nn.Linear(hidden, cfg.contrastive_dim, bias=False)
         self.visual_to_latent = nn.Linear(dv, cfg.contrastive_dim, bias=False)
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
@@ -120,7 +148,7 @@ class CosmoModel(nn.Module):
         self.lm_vocab = int(out.weight.shape[0])
         extra = [i for i in ids if i >= self.lm_vocab]
         if extra and sorted(extra) != list(range(self.lm_vocab, self.lm_vocab + len(extra))):
-            raise ConfigError(f"cosmo.lm_path: the tokenizer ({len(tok)} tokens) does not fit the LM's "
+            raise ConfigError(f"model.lm_path: the tokenizer ({len(tok)} tokens) does not fit the LM's "
                               f"vocabulary of {self.lm_vocab}")
         self.vocab_size = max(self.lm_vocab, max(ids) + 1)
         # When the special ids are exactly the ids after the LM's vocabulary, their logits are appended columns
@@ -227,8 +255,11 @@ class CosmoModel(nn.Module):
         """Shapes: media (B, M, S, F), media_mask (B, M, S) bool -> (contrastive latents (B, M, Dv),
         media tokens (B, M, L, Dv))."""
         b, m, s, f = media.shape
-        x = self.visual_in(media.reshape(b * m, s, f))
-        lat = self.resampler(x, media_mask.reshape(b * m, s)).view(b, m, -1, x.shape[-1])
+        x, mask = media.reshape(b * m, s, f), media_mask.reshape(b * m, s)
+        if self.video_tower is not None:
+            _, x = self.video_tower(x, mask)  # (B*M, S, W) per-second states
+        x = self.visual_in(x)
+        lat = self.resampler(x, mask).view(b, m, -1, x.shape[-1])
         return lat[:, :, 0], lat[:, :, 1:]
 
     def logit_scale(self) -> Tensor:
@@ -337,6 +368,8 @@ class CosmoModel(nn.Module):
         super().train(mode)
         if not self.cfg.lm_trainable:
             self.lm.eval()  # a frozen LM is a fixed function: no dropout
+        if self.video_tower is not None and self.cfg.freeze_video_tower:
+            self.video_tower.eval()
         return self
 
     def trainable_parameter_names(self) -> set[str]:
@@ -355,58 +388,129 @@ class CosmoModel(nn.Module):
         return self._lm_digest
 
     def saved_state(self) -> dict[str, Tensor]:
-        """The weights a checkpoint holds: everything but a frozen LM (which is named by path and digest)."""
+        """The weights a checkpoint or training state holds: everything but a frozen LM (named by `frozen_weights`)."""
         state = self.state_dict()
         if self.cfg.lm_trainable:
             return state
         return {k: v for k, v in state.items() if not k.startswith("lm.")}
 
-    def save_pretrained(self, dest: str | Path) -> Path:
-        """Write cosmo.safetensors + cosmo.json (resolved config, LM folder and digest) into `dest`."""
-        from safetensors.torch import save_file
+    def frozen_weights(self) -> dict[str, dict]:
+        if self.cfg.lm_trainable:
+            return {}
+        return {"lm": {"path": str(self.lm_dir.resolve()), "sha256": self.lm_digest(),
+                       "layers": int(self.lm.config.num_hidden_layers)}}
 
-        from vidlang.config import to_dict
-        from vidlang.io import atomic_path, atomic_write_json
-
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        # clone: safetensors refuses tensors that share memory (a trainable LM's tied embedding and head)
-        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.saved_state().items()}
-        with atomic_path(dest / "cosmo.safetensors") as tmp:
-            save_file(state, str(tmp))
-        meta = {"config": to_dict(self.cfg), "lm_dir": str(self.lm_dir.resolve()),
-                "lm_digest": None if self.cfg.lm_trainable else self.lm_digest()}
-        atomic_write_json(dest / "cosmo.json", meta)
-        return dest
+    # -- the registered model's interface (vidlang.models.base.VidlangModel) ---------------------------------
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.data.hard_negatives:
+            raise ValueError("data.hard_negatives=true is not supported by model.arch=cosmo")
+        if cfg.model.max_tokens < 3 * cfg.data.clips_per_video:
+            raise ValueError(f"model.max_tokens={cfg.model.max_tokens} cannot hold data.clips_per_video="
+                             f"{cfg.data.clips_per_video} clips (each needs <visual>, a text token, <|endofchunk|>)")
 
     @classmethod
-    def from_pretrained(cls, src: str | Path, lm_path: str | None = None) -> "CosmoModel":
-        """Load what `save_pretrained` wrote; strict: the weights must match exactly, and a frozen LM must be the
-        one the checkpoint was trained on (same digest). `lm_path` overrides the configured LM folder (`lm_dir`
-        in cosmo.json records where it was)."""
-        from safetensors.torch import load_file
+    def resolve_config(cls, cfg, feature_dim: int, fps: float) -> None:
+        m = cfg.model
+        if m.feature_dim and m.feature_dim != feature_dim:
+            raise ConfigError(f"model.feature_dim={m.feature_dim} but the features have dimension {feature_dim}")
+        m.feature_dim = int(feature_dim)
+        if m.video_tower is not None:
+            if m.video_tower.input_dim not in (0, feature_dim):
+                raise ConfigError(f"model.video_tower.input_dim={m.video_tower.input_dim} but the features have "
+                                  f"dimension {feature_dim}")
+            m.video_tower.input_dim = int(feature_dim)
+            steps = math.ceil(cfg.data.max_clip_len * fps)
+            if steps > m.video_tower.max_len:
+                raise ConfigError(f"data.max_clip_len={cfg.data.max_clip_len} s at {fps:g} features/s is {steps} "
+                                  f"steps > model.video_tower.max_len={m.video_tower.max_len}")
 
-        from vidlang.config import from_dict
-
-        src = Path(src)
-        meta_path, weights = src / "cosmo.json", src / "cosmo.safetensors"
-        if not meta_path.is_file() or not weights.is_file():
-            raise VidlangError(f"{src}: not a COSMO checkpoint (needs cosmo.json and cosmo.safetensors)")
-        meta = json.loads(meta_path.read_text())
-        cfg = from_dict(CosmoConfig, {**meta["config"],
-                                      "lm_path": meta["config"]["lm_path"] if lm_path is None else lm_path})
-        model = cls(cfg)
-        if meta.get("lm_digest") and model.lm_digest() != meta["lm_digest"]:
-            raise VidlangError(f"{src}: the LM at {model.lm_dir} is not the one this checkpoint was trained on "
-                               "(weights digest differs)")
-        state = load_file(str(weights))
-        expected = set(model.saved_state())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise VidlangError(f"{weights}: weights do not match the model (missing {missing[:5]}, unexpected "
-                               f"{unexpected[:5]})")
-        model.load_state_dict(state, strict=False)
+    @classmethod
+    def build(cls, cfg) -> "CosmoModel":
+        model = cls(cfg.model)
+        need = len(model.prefix_ids) + 3 * cfg.data.clips_per_video
+        if need > cfg.model.max_tokens:
+            raise ConfigError(f"model.max_tokens={cfg.model.max_tokens} cannot hold data.clips_per_video="
+                              f"{cfg.data.clips_per_video} clips after the tokenizer's {len(model.prefix_ids)}-token "
+                              "prefix")
         return model
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Path, cfg) -> "CosmoModel":
+        """The architecture, with the frozen LM loaded from `model.lm_path` (checked against the checkpoint's
+        sha256 when the weights are loaded)."""
+        return cls(cfg.model)
+
+    def feature_dim(self) -> int:
+        return int(self.cfg.feature_dim)
+
+    def init_from_checkpoint(self, ckpt: Path) -> None:
+        """A COSMO checkpoint: a strict load of all of it. A dual-encoder (Norton/InfoNCE) checkpoint: its video
+        tower's `video.*` weights, strictly, into `video_tower` (which must be configured with the same sizes)."""
+        from vidlang.models.checkpoint import WEIGHTS, load_state_strict, read_train_config, read_weights
+
+        arch = read_train_config(ckpt).model.arch
+        if arch == self.arch:
+            return super().init_from_checkpoint(ckpt)
+        if self.video_tower is None:
+            raise ConfigError(f"--init-from {ckpt}: a {arch} checkpoint can only start COSMO's visual side through "
+                              "model.video_tower (set it to that checkpoint's model.video sizes)")
+        state = {k[len("video."):]: v for k, v in read_weights(Path(ckpt) / WEIGHTS).items() if k.startswith("video.")}
+        if not state:
+            raise ConfigError(f"--init-from {ckpt}: the {arch} checkpoint has no video.* weights")
+        load_state_strict(self.video_tower, state, f"{Path(ckpt) / WEIGHTS} (video.* into model.video_tower)")
+
+    def dataset(self, features, captions, video_ids, data_cfg, fps: float, seed: int):
+        from vidlang.data.interleaved import InterleavedDataset
+
+        return InterleavedDataset(features, captions, video_ids, data_cfg, fps=fps, seed=seed)
+
+    def collate_fn(self):
+        return self.make_collate(self.cfg.max_tokens)
+
+    @classmethod
+    def selection_metrics(cls) -> dict[str, str]:
+        return {"lm_loss": "min", "contrastive": "min", "R@1": "max", "R@5": "max", "R@10": "max", "MedR": "min",
+                "MeanR": "min"}
+
+    @torch.no_grad()
+    def heldout_metrics(self, held: list, device, batch_videos: int) -> dict[str, float]:
+        """On one fixed document per held-out TRAINING video: next-token loss per text token ("lm_loss"), and
+        document text -> document clips retrieval through the contrastive heads (R@K percent, MedR, MeanR) with
+        its symmetric InfoNCE ("contrastive") at the model's temperature."""
+        from vidlang.eval.retrieval import rank_metrics
+
+        collate, was = self.collate_fn(), self.training
+        self.eval()
+        nll, count, videos, texts = 0.0, 0, [], []
+        try:
+            for i in range(0, len(held), batch_videos):
+                chunk = held[i : i + batch_videos]
+                batch = collate([c for _, c in chunk], [v for v, _ in chunk]).to(device)
+                out = self(**batch.model_inputs())
+                targets = out["lm_targets"]
+                nll += float(F.cross_entropy(out["logits"].flatten(0, 1).float(), targets.flatten(),
+                                             ignore_index=IGNORE, reduction="sum"))
+                count += int((targets != IGNORE).sum())
+                videos.append(F.normalize(out["pooled_video"].float(), dim=-1).cpu())
+                texts.append(F.normalize(out["pooled_text"].float(), dim=-1).cpu())
+            scale = float(self.logit_scale().exp())
+        finally:
+            self.train(was)
+        sim = torch.cat(texts) @ torch.cat(videos).T
+        gt = torch.arange(sim.shape[0])
+        metrics = rank_metrics(sim, gt)
+        metrics["contrastive"] = float((F.cross_entropy(scale * sim, gt) + F.cross_entropy(scale * sim.T, gt)) / 2)
+        metrics["lm_loss"] = nll / max(1, count)
+        return metrics
+
+    def evaluator(self, capability: str, meta: dict, device):
+        from vidlang.models.cosmo import evaluate
+
+        makers = {"embed": evaluate.CosmoEmbedder, "score": evaluate.CosmoScorer, "generate": evaluate.CosmoGenerator}
+        if capability not in makers:
+            return super().evaluator(capability, meta, device)
+        return makers[capability](self, clip_len=meta.get("clip_len"), device=device)
 
 
 def _cache_kwarg(base_model: nn.Module) -> str:
