@@ -60,10 +60,10 @@ demo: $(STAMP) lm
 	$(VENV)/bin/vidlang demo --out runs/demo
 
 test: $(STAMP)
-	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q
 
 test-all: $(STAMP) lm
-	$(VPY) -m pytest -q -m '' tests
+	$(VPY) -m pytest -q -m ''
 
 bench: $(STAMP)
 	$(VPY) tools/bench_preprocess.py
