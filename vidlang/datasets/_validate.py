@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vidlang.errors import FormatError
+from vidlang.errors import FormatError, VidlangError
+
+
+def need_file(path: str | None, what: str) -> Path:
+    """The configured path of `what`, which must exist (one-line errors: not configured, not found)."""
+    if not path:
+        raise VidlangError(f"no {what} configured")
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: {what} not found")
+    return p
 
 
 def fail(path: str | Path, entry: str | None, message: str) -> NoReturn:

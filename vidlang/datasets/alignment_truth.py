@@ -10,20 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vidlang.datasets._validate import need_file
 from vidlang.errors import FormatError, VidlangError
 
 
-def _need(path: str | None, what: str) -> Path:
-    if not path:
-        raise VidlangError(f"no {what} configured")
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: {what} not found")
-    return p
-
-
 def load_ground_truth(path: str) -> dict:
-    p = _need(path, "ground_truth.json")
+    p = need_file(path, "ground_truth.json")
     try:
         gt = json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -63,7 +55,7 @@ def load_alignment_truth(path: str, captions: str | None = None, fmt: str = "aut
     (ASR) timestamps. HTM-Align needs `captions`, the HowTo100M caption file holding the ASR timestamps of its
     sentences (see vidlang.datasets.htm_align.match_asr_times); all its videos are evaluation ("val") videos.
     """
-    p = _need(path, "alignment ground truth")
+    p = need_file(path, "alignment ground truth")
     kind = _truth_format(p, fmt)
     videos: dict[str, dict] = {}
     counts: dict = {}
@@ -84,7 +76,7 @@ def load_alignment_truth(path: str, captions: str | None = None, fmt: str = "aut
     if not captions:
         raise VidlangError(f"{p}: HTM-Align ground truth needs the HowTo100M captions with the ASR timestamps "
                            "(alignment.captions)")
-    cap_path = _need(captions, "HowTo100M caption file")
+    cap_path = need_file(captions, "HowTo100M caption file")
     cap_all = read_asr_captions(cap_path, list(ann))
     unmatched = []
     for vid, sents in ann.items():

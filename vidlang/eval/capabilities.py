@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidlang.datasets._validate import need_file  # noqa: F401 (the tasks import it from here)
 from vidlang.errors import ConfigError, VidlangError
 
 
@@ -134,15 +135,6 @@ def store_fps(store) -> float:
 
 def duration(store, vid: str, fps: float) -> float:
     return store[vid].shape[0] / fps
-
-
-def need_file(path: str | None, what: str) -> Path:
-    if not path:
-        raise VidlangError(f"no {what} configured")
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: {what} not found")
-    return p
 
 
 
