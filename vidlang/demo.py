@@ -1,6 +1,7 @@
 """`vidlang demo`: the main job end to end on the embedded synthetic corpus (what `make demo` runs).
 
-    vidlang demo [--out runs/demo] [--videos 400] [--seeds 0 1 2] [--cosmo-seeds 0] [--quick] [--corpus DIR]
+    vidlang demo [--out runs/demo] [--videos 400] [--seeds 0 1 2] [--cosmo-seeds 0] [--cosmo-full] [--quick]
+                 [--corpus DIR]
 
 1. `vidlang synth`: a noisy narrated long-video world (public formats) -> OUT/corpus; or, with `--corpus DIR`, a
    corpus vidlang did not generate, in the public layout (see vidlang.pipeline.prepare_public_corpus: YouCookII's
@@ -14,9 +15,11 @@
 6. `vidlang report` -> the full side-by-side table and figures in OUT/report/
 7-8. COSMO (vidlang.demo_cosmo, configs/cosmo/demo_cpu.yaml; needs the LM of `make lm`): the narration cleaned by
    OT with the pretrained dual encoder (`vidlang align`), then per `--cosmo-seeds` seed one interleaved model on
-   each caption source (raw narration, OT-cleaned narration, the corpus's Interlink captions) -> OUT/cosmo_*,
-   evaluated on captioning, open and multiple-choice QA and retrieval -> OUT/results/cosmo_*.json and a table.
-   `make demo` runs one seed; `vidlang demo --cosmo-seeds 0 1 2` is the paired comparison over three seeds.
+   each caption source (raw narration, OT-cleaned narration, the corpus's Interlink captions) -> OUT/cosmo<steps>_*,
+   evaluated on captioning, open and multiple-choice QA and retrieval -> OUT/results/cosmo<steps>_*.json and a
+   table. `make demo` runs one seed at a small budget (vidlang.demo_cosmo.DEMO: 40 steps, 30 evaluation items, so
+   that the whole demo fits 15 minutes on 2 cores); `vidlang demo --cosmo-full --cosmo-seeds 0 1 2` is the
+   paired comparison over three seeds at the config's budget.
 
 Checkpoints are selected on held-out *training* videos; the evaluation split is only used for the table.
 Every stage is skipped when its output exists, so an interrupted demo resumes where it stopped.
@@ -117,7 +120,7 @@ def _stage_configs_epilog() -> str:
     return "\n".join(lines)
 
 
-def _cosmo_section(out: Path, corpus, pretrained: Path, seeds: list[int], quick: bool, stage) -> str:
+def _cosmo_section(out: Path, corpus, pretrained: Path, seeds: list[int], quick: bool, stage, full: bool) -> str:
     """The COSMO rows (vidlang.demo_cosmo), or one line saying why they were left out."""
     from vidlang import demo_cosmo
 
@@ -127,7 +130,8 @@ def _cosmo_section(out: Path, corpus, pretrained: Path, seeds: list[int], quick:
     if missing is not None:
         stage(f"7-8/8 COSMO rows skipped: {missing}")
         return f"\nCOSMO rows skipped: {missing}\n"
-    return "\n" + demo_cosmo.run_cosmo(out, corpus, pretrained, seeds, quick, stage)
+    budget = demo_cosmo.FULL if full else demo_cosmo.DEMO
+    return "\n" + demo_cosmo.run_cosmo(out, corpus, pretrained, seeds, quick, stage, budget)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="post-training seeds")
     ap.add_argument("--cosmo-seeds", type=int, nargs="*", default=[0],
                     help="COSMO seeds (one model per caption source and seed); none = no COSMO rows")
+    ap.add_argument("--cosmo-full", action="store_true",
+                    help="COSMO at the config's budget (150 steps, 100 clips/questions, beam 3) instead of make "
+                         "demo's (40 steps, 30 clips/questions, no beam row)")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests (40 videos, few steps, 1 seed)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--corpus", type=Path, default=None,
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["chance", "untrained", "pretrain", "infonce_s0", "norton_s0"]
     P.run_cli(["report", *[res / f"{n}.json" for n in names], "--names", *names, "--out-dir", out / "report"])
     cosmo = _cosmo_section(out, corpus, pre, args.cosmo_seeds[:1] if args.quick else args.cosmo_seeds, args.quick,
-                           stage)
+                           stage, args.cosmo_full)
     text = (f"# vidlang demo on {what}, seeds {seeds}, {time.perf_counter() - t0:.0f} s\n\n"
             f"Evaluation split; percent; mean ± std over post-training seeds.\n\n{table}\n\n"
             f"Paired differences over seeds:\n\n{diffs}\n{cosmo}")

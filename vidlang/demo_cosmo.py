@@ -17,6 +17,7 @@ raw narration to Interlink captions that OT cleaning closes (difference of the m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from vidlang import pipeline as P
@@ -24,8 +25,30 @@ from vidlang import pipeline as P
 CONFIG = "cosmo/demo_cpu.yaml"
 TASKS = ["caption-youcookii", "caption-msrvtt", "videoqa-open-msrvtt", "videoqa-msrvtt-lm", "videoqa-msrvtt",
          "clip-youcookii"]
-# Subsets keep the LM evaluation to about a minute per model on 2 CPU cores (the protocol lines say so).
-EVAL = [f"tasks=[{','.join(TASKS)}]", "captioning.max_clips=100", "qa.max_questions=100"]
+EVAL = [f"tasks=[{','.join(TASKS)}]"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much COSMO the demo runs: training steps, clips per captioning task and questions per QA task (the
+    first N, sorted ids; the protocol lines say so), beam width of the beam-search row (1: no beam row)."""
+
+    steps: int
+    items: int
+    beams: int
+
+    def train_overrides(self) -> list[str]:
+        return [f"train.steps={self.steps}", f"train.eval_every={max(1, self.steps // 2)}"]
+
+    def eval_overrides(self) -> list[str]:
+        return [f"captioning.max_clips={self.items}", f"qa.max_questions={self.items}",
+                f"captioning.num_beams={self.beams}"]
+
+
+# `make demo` (its 15 minutes on 2 cores are mostly the dual-encoder rows): 40 steps, 30 items, no beam row.
+DEMO = Budget(steps=40, items=30, beams=1)
+# `vidlang demo --cosmo-full`: the config's 150 steps, 100 clips and questions, beam 3 (~3 min per model).
+FULL = Budget(steps=150, items=100, beams=3)
 QUICK_TRAIN = ["train.steps=4", "train.eval_every=2", "train.log_every=1", "data.batch_videos=4"]
 QUICK_EVAL = ["captioning.max_clips=6", "qa.max_questions=6", "captioning.max_new_tokens=4", "qa.max_new_tokens=2",
               "captioning.num_beams=2"]
@@ -151,8 +174,10 @@ def lm_available() -> str | None:
     return None
 
 
-def run_cosmo(out: Path, corpus: P.CorpusPaths, pretrained: Path, seeds: list[int], quick: bool, stage) -> str:
-    """Train and evaluate the COSMO rows; returns the markdown section of results.md."""
+def run_cosmo(out: Path, corpus: P.CorpusPaths, pretrained: Path, seeds: list[int], quick: bool, stage,
+              budget: Budget = DEMO) -> str:
+    """Train and evaluate the COSMO rows; returns the markdown section of results.md. Runs are kept per budget
+    (OUT/cosmo<steps>_<source>_s<seed>), so a larger budget never reuses a smaller one's models."""
     res = out / "results"
     stage("7/8 narration cleaned by OT with the pretrained dual encoder (vidlang align)")
     cleaned = P.ot_clean_stage(pretrained, corpus, out / "ot_cleaned_captions.json")
@@ -163,15 +188,18 @@ def run_cosmo(out: Path, corpus: P.CorpusPaths, pretrained: Path, seeds: list[in
     for seed in seeds:
         for name, (key, captions) in sources.items():
             stage(f"8/8 COSMO on {name}, seed {seed}: train (configs/{CONFIG}) and evaluate")
-            ckpt = P.train_stage(CONFIG, out / f"cosmo_{key}_s{seed}", corpus,
+            run = f"cosmo{budget.steps}_{key}_s{seed}"
+            ckpt = P.train_stage(CONFIG, out / run, corpus,
                                  [f"data.captions={captions}", f"train.seed={seed}", "train.progress=false",
-                                  *(QUICK_TRAIN if quick else [])], init_from=pretrained)
-            rows[name].append(P.eval_stage(ckpt, res / f"cosmo_{key}_s{seed}.json", corpus,
-                                           [*EVAL, *(QUICK_EVAL if quick else [])]))
-    text = (f"## COSMO (interleaved clips and captions, SmolLM2-135M cut to 8 layers), seeds {seeds}\n\n"
+                                  *budget.train_overrides(), *(QUICK_TRAIN if quick else [])],
+                                 init_from=pretrained)
+            rows[name].append(P.eval_stage(ckpt, res / f"{run}.json", corpus,
+                                           [*EVAL, *budget.eval_overrides(), *(QUICK_EVAL if quick else [])]))
+    text = (f"## COSMO (interleaved clips and captions, SmolLM2-135M cut to 8 layers), {budget.steps} steps, "
+            f"seeds {seeds}\n\n"
             "Evaluation split; CIDEr-D and BLEU-4 x100, accuracy and R@5 in percent; mean ± std over seeds; "
-            "captioning on the first 100 clips, open QA on the first 100 questions (protocol lines in "
-            f"{res}/cosmo_*.json).\n\n{cosmo_table(rows)}\n")
+            f"captioning on the first {budget.items} clips, open and MC QA on the first {budget.items} questions "
+            f"(protocol lines in {res}/cosmo{budget.steps}_*.json).\n\n{cosmo_table(rows)}\n")
     clean = rows.get("Interlink captions (clean)", [])
     text += ("\nOT-cleaned vs raw narration, paired over seeds:\n\n"
              f"{cosmo_paired(rows['raw narration'], rows['OT-cleaned narration'], clean)}\n")
