@@ -34,11 +34,12 @@ class Budget:
     first N, sorted ids; the protocol lines say so), beam width of the beam-search row (1: no beam row)."""
 
     steps: int
+    eval_every: int  # held-out next-token loss for checkpoint selection
     items: int
     beams: int
 
     def train_overrides(self) -> list[str]:
-        return [f"train.steps={self.steps}", f"train.eval_every={max(1, self.steps // 2)}"]
+        return [f"train.steps={self.steps}", f"train.eval_every={self.eval_every}"]
 
     def eval_overrides(self) -> list[str]:
         return [f"captioning.max_clips={self.items}", f"qa.max_questions={self.items}",
@@ -46,9 +47,9 @@ class Budget:
 
 
 # `make demo` (its 15 minutes on 2 cores are mostly the dual-encoder rows): 40 steps, 30 items, no beam row.
-DEMO = Budget(steps=40, items=30, beams=1)
+DEMO = Budget(steps=40, eval_every=20, items=30, beams=1)
 # `vidlang demo --cosmo-full`: the config's 150 steps, 100 clips and questions, beam 3 (~3 min per model).
-FULL = Budget(steps=150, items=100, beams=3)
+FULL = Budget(steps=150, eval_every=50, items=100, beams=3)
 QUICK_TRAIN = ["train.steps=4", "train.eval_every=2", "train.log_every=1", "data.batch_videos=4"]
 QUICK_EVAL = ["captioning.max_clips=6", "qa.max_questions=6", "captioning.max_new_tokens=4", "qa.max_new_tokens=2",
               "captioning.num_beams=2"]
