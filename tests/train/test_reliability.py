@@ -180,3 +180,16 @@ def test_ctrl_c_saves_the_last_step_exits_130_and_the_rerun_resumes(tiny_text_mo
     assert sorted(got) == list(range(1, 9))
     for step in want:
         assert abs(got[step] - want[step]) <= 1e-6, (step, got[step], want[step])
+
+
+def test_a_run_resumed_at_its_end_writes_the_same_summary(tiny_text_model_dir, tmp_path):
+    """A kill after the final state was saved but before summary.json was written: the rerun has no step left to
+    run, and its summary must still report the last held-out evaluation (found by fault injection)."""
+    out = tmp_path / "run"
+    first = _run(tiny_text_model_dir, out, train__eval_every=2)
+    assert first["last_metrics"]
+    (out / "summary.json").unlink()
+    again = _run(tiny_text_model_dir, out, train__eval_every=2)
+    strip = lambda s: {k: v for k, v in s.items() if k != "time_s"}  # noqa: E731
+    assert strip(again) == strip(first)
+    assert strip(json.loads((out / "summary.json").read_text())) == strip(first)

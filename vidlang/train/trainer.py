@@ -81,6 +81,7 @@ class Progress:
         self.best_step = -1
         self.evals_since_best = 0
         self.stopped_early = False
+        self.last_metrics: dict = {}  # the latest held-out evaluation (a run resumed at its end reports it too)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -268,7 +269,6 @@ class Trainer:
         self.sums: dict[str, torch.Tensor] = {}
         self.n_micro = 0
         self.t0 = time.time()
-        self.last_metrics: dict = {}
         self.meta_base = {"objective": cfg.loss.objective, "fps": self.data.fps,
                           "clip_len": int(cfg.data.max_clip_len * self.data.fps), "train_videos": len(self.ds),
                           "heldout_videos": len(self.held_clips), "world_size": self.world}
@@ -380,7 +380,7 @@ class Trainer:
                     if k not in ("step", "epoch") and isinstance(v, float) and math.isfinite(v):
                         self.writer.add_scalar(k, v, prog.step)
         if do_save or last or prog.stopped_early:
-            self.save_checkpoint("last", self.last_metrics)
+            self.save_checkpoint("last", self.prog.last_metrics)
             self.save_state()
         for cb in self.callbacks:
             cb(prog.step, record, self.raw)
@@ -403,7 +403,7 @@ class Trainer:
             return {}
         prog, cfg = self.prog, self.cfg
         metrics = self.raw.heldout_metrics(self.held_clips, self.device, max(1, cfg.data.batch_videos))
-        self.last_metrics = metrics
+        prog.last_metrics = metrics
         value = metrics[cfg.train.select_metric]
         if is_better(value, prog.best, self.select_mode):
             prog.best, prog.best_step, prog.evals_since_best = value, prog.step, 0
@@ -452,11 +452,14 @@ class Trainer:
 
     def _finish(self) -> dict:
         prog, cfg = self.prog, self.cfg
+        # an epoch whose last batch ran counts as done whether or not the rollover happened before the state was
+        # saved (a run resumed at its very end has not rolled over)
+        epochs = prog.epoch + (1 if prog.order is not None and prog.batch >= self.n_batches else 0)
         summary = {"out": str(self.out), "arch": cfg.model.arch, "objective": cfg.loss.objective, "steps": prog.step,
-                   "epochs": prog.epoch, "finished": prog.step >= self.total_steps or prog.stopped_early or
-                   bool(cfg.data.max_epochs and prog.epoch >= cfg.data.max_epochs),
+                   "epochs": epochs, "finished": prog.step >= self.total_steps or prog.stopped_early or
+                   bool(cfg.data.max_epochs and epochs >= cfg.data.max_epochs),
                    "stopped_early": prog.stopped_early, "select_metric": cfg.train.select_metric,
-                   "best": prog.best, "best_step": prog.best_step, "last_metrics": self.last_metrics,
+                   "best": prog.best, "best_step": prog.best_step, "last_metrics": prog.last_metrics,
                    "time_s": round(time.time() - self.t0, 2), "world_size": self.world, "train_videos": len(self.ds),
                    "heldout_videos": len(self.held_clips), "skipped_videos": len(self.ds.skipped)}
         if self.main:
