@@ -61,6 +61,11 @@ def convert(gguf: Path, out: Path) -> dict:
             "layers": int(config.num_hidden_layers), "hidden_size": int(config.hidden_size),
             "parameters": sum(p.numel() for p in plain.parameters())}
     (tmp / "vidlang_source.json").write_text(json.dumps(info, indent=1) + "\n")
+    from vidlang.io import current_umask
+
+    mode = 0o666 & ~current_umask()  # safetensors writes its file 0600; the folder is shared like the others
+    for f in tmp.iterdir():
+        f.chmod(mode)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
