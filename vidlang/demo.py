@@ -17,9 +17,9 @@
    OT with the pretrained dual encoder (`vidlang align`), then per `--cosmo-seeds` seed one interleaved model on
    each caption source (raw narration, OT-cleaned narration, the corpus's Interlink captions) -> OUT/cosmo<steps>_*,
    evaluated on captioning, open and multiple-choice QA and retrieval -> OUT/results/cosmo<steps>_*.json and a
-   table. `make demo` runs one seed at a small budget (vidlang.demo_cosmo.DEMO: 40 steps, 30 evaluation items, so
-   that the whole demo fits 15 minutes on 2 cores); `vidlang demo --cosmo-full --cosmo-seeds 0 1 2` is the
-   paired comparison over three seeds at the config's budget.
+   table. `make demo` runs one seed at a small budget (vidlang.demo_cosmo.DEMO: 40 steps, 30 evaluation items: a
+   smoke check of the pipeline, ~100 s per model on 2 cores); `vidlang demo --cosmo-full --cosmo-seeds 0 1 2` is
+   the paired comparison over three seeds at the config's budget.
 
 Checkpoints are selected on held-out *training* videos; the evaluation split is only used for the table.
 Every stage is skipped when its output exists, so an interrupted demo resumes where it stopped.

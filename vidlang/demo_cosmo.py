@@ -46,7 +46,7 @@ class Budget:
                 f"captioning.num_beams={self.beams}"]
 
 
-# `make demo` (its 15 minutes on 2 cores are mostly the dual-encoder rows): 40 steps, 30 items, no beam row.
+# `make demo`: 40 steps, 30 items, no beam row (~100 s per model on 2 cores; the dual-encoder rows take the rest).
 DEMO = Budget(steps=40, eval_every=20, items=30, beams=1)
 # `vidlang demo --cosmo-full`: the config's 150 steps, 100 clips and questions, beam 3 (~3 min per model).
 FULL = Budget(steps=150, eval_every=50, items=100, beams=3)
