@@ -27,6 +27,17 @@ def make_corpus(n_videos: int = 12, seconds: int = 40, dim: int = 16, seed: int 
     return TrainData(features, captions, sorted(features), fps=1.0, dim=dim)
 
 
+def with_overrides(d: dict, over: dict) -> dict:
+    """Set nested keys of a config dict in place: model__video__dropout=0.0 -> d["model"]["video"]["dropout"]."""
+    for key, value in over.items():
+        *secs, name = key.split("__")
+        target = d
+        for sec in secs:
+            target = target[sec]
+        target[name] = value
+    return d
+
+
 def tiny_config(text_dir, objective: str = "infonce", **over):
     from vidlang.config import from_dict
     from vidlang.train.config import TrainConfig
@@ -42,13 +53,7 @@ def tiny_config(text_dir, objective: str = "infonce", **over):
         "optim": {"lr": 1e-3, "warmup_steps": 0, "schedule": "constant"},
         "train": {"steps": 4, "log_every": 1, "eval_every": 0, "progress": False, "tensorboard": False},
     }
-    for key, value in over.items():
-        *secs, name = key.split("__")  # model__video__dropout=0.0 -> d["model"]["video"]["dropout"]
-        target = d
-        for sec in secs:
-            target = target[sec]
-        target[name] = value
-    return from_dict(TrainConfig, d)
+    return from_dict(TrainConfig, with_overrides(d, over))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import torch
 from torch.testing import assert_close
 
 from tests.models.tiny_lms import build_lm, one_thread  # noqa: F401  (autouse fixture)
-from tests.train.conftest import make_corpus, tiny_config
+from tests.train.conftest import make_corpus, tiny_config, with_overrides
 from vidlang.config import from_dict
 from vidlang.errors import ConfigError, VidlangError
 from vidlang.io import read_jsonl
@@ -40,13 +40,7 @@ def cosmo_config(lm_dir, **over):
         "train": {"steps": 4, "log_every": 1, "eval_every": 0, "select_metric": "lm_loss", "progress": False,
                   "tensorboard": False},
     }
-    for key, value in over.items():
-        *secs, name = key.split("__")
-        target = d
-        for sec in secs:
-            target = target[sec]
-        target[name] = value
-    return from_dict(TrainConfig, d)
+    return from_dict(TrainConfig, with_overrides(d, over))
 
 
 def totals(out: Path) -> dict[int, float]:
