@@ -33,6 +33,44 @@ WORDS = ("cut the onion boil water add salt stir sauce fry egg slice bread pour 
          "cheese now we are going to take this and put it in the pan so today").split()
 
 
+def random_clips(rng, batch_videos: int, clips: int, seconds: int, feature_dim: int):
+    """-> (video (N, seconds, feature_dim), mask (N, seconds), texts): N = batch_videos * clips random clips of
+    seconds // 2 .. seconds seconds, each with a random caption of 4-15 words."""
+    import torch
+
+    n = batch_videos * clips
+    lengths = rng.integers(max(1, seconds // 2), seconds + 1, size=n)
+    video = torch.randn(n, seconds, feature_dim)
+    mask = torch.arange(seconds)[None, :] < torch.from_numpy(lengths)[:, None]
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 16)))) for _ in range(n)]
+    return video, mask, texts
+
+
+def make_batch(model, video, mask, texts: list[str], clips: int):
+    """The training batch of these clips, tokenised by the model's text tower."""
+    import torch
+
+    from vidlang.data.collate import Batch
+
+    n = len(texts)
+    ids, att = model.text.tokenize(texts)
+    return Batch(video=video, video_mask=mask, input_ids=ids, attention_mask=att, clips_per_video=clips,
+                 video_ids=[f"v{i}" for i in range(n // clips)], clip_times=torch.zeros(n, 2),
+                 text_times=torch.zeros(n, 2), texts=texts)
+
+
+def timed_step(model, batch, opt, gather, loss_cfg, objective: str) -> float:
+    """Seconds of one optimizer step (forward, backward, update) with the registered objective."""
+    from vidlang.train.objectives import OBJECTIVES
+
+    t = time.perf_counter()
+    losses = OBJECTIVES.get(objective)(model, batch, gather, loss_cfg)
+    opt.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    opt.step()
+    return time.perf_counter() - t
+
+
 def bench_step_ratio(batch_videos: int = 16, clips: int = 8, repeats: int = 10, seconds: int = 16,
                      feature_dim: int = 272, config: str | Path = REPO / "configs/norton/demo_cpu.yaml",
                      overrides: list[str] | None = None, seed: int = 0, threads: int | None = None) -> dict:
@@ -53,11 +91,9 @@ def bench_step_ratio(batch_videos: int = 16, clips: int = 8, repeats: int = 10, 
             torch.set_num_threads(before)
 
     from vidlang.config import load_config
-    from vidlang.data.collate import Batch
     from vidlang.models.dual import DualEncoder
     from vidlang.train.config import TrainConfig
     from vidlang.train.dist import Gatherer
-    from vidlang.train.objectives import OBJECTIVES
     from vidlang.train.optim import build_optimizer
 
     cfg = load_config(TrainConfig, config, [f"data.clips_per_video={clips}", f"data.batch_videos={batch_videos}",
@@ -65,25 +101,12 @@ def bench_step_ratio(batch_videos: int = 16, clips: int = 8, repeats: int = 10, 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = DualEncoder.build(cfg).train()
-    n = batch_videos * clips
-    lengths = rng.integers(max(1, seconds // 2), seconds + 1, size=n)
-    video = torch.randn(n, seconds, feature_dim)
-    mask = torch.arange(seconds)[None, :] < torch.from_numpy(lengths)[:, None]
-    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 16)))) for _ in range(n)]
-    ids, att = model.text.tokenize(texts)
-    batch = Batch(video=video, video_mask=mask, input_ids=ids, attention_mask=att, clips_per_video=clips,
-                  video_ids=[f"v{i}" for i in range(batch_videos)], clip_times=torch.zeros(n, 2),
-                  text_times=torch.zeros(n, 2), texts=texts)
+    batch = make_batch(model, *random_clips(rng, batch_videos, clips, seconds, feature_dim), clips)
     opt = build_optimizer(model, cfg.optim)
     gather = Gatherer()
 
     def step(name: str) -> float:
-        t = time.perf_counter()
-        losses = OBJECTIVES.get(name)(model, batch, gather, cfg.loss)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt.step()
-        return time.perf_counter() - t
+        return timed_step(model, batch, opt, gather, cfg.loss, name)
 
     times: dict[str, list[float]] = {"infonce": [], "norton": []}
     for name in times:  # warm-up (allocations, the frozen text cache)
@@ -174,40 +197,24 @@ def bench_text_policies(policies: list[str], batch_videos: int = 16, clips: int 
     if threads is not None:
         torch.set_num_threads(threads)
     from vidlang.config import load_config
-    from vidlang.data.collate import Batch
     from vidlang.models.dual import DualEncoder
     from vidlang.train.config import TrainConfig
     from vidlang.train.dist import Gatherer
-    from vidlang.train.objectives import OBJECTIVES
     from vidlang.train.optim import build_optimizer
 
-    rng = np.random.default_rng(seed)
-    n = batch_videos * clips
-    lengths = rng.integers(max(1, seconds // 2), seconds + 1, size=n)
-    video = torch.randn(n, seconds, feature_dim)
-    mask = torch.arange(seconds)[None, :] < torch.from_numpy(lengths)[:, None]
-    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 16)))) for _ in range(n)]
+    video, mask, texts = random_clips(np.random.default_rng(seed), batch_videos, clips, seconds, feature_dim)
     setups = {}
     for policy in policies:
         cfg = load_config(TrainConfig, config, [f"data.clips_per_video={clips}", f"data.batch_videos={batch_videos}",
                                                 f"model.video.input_dim={feature_dim}", *policy_overrides(policy)])
         torch.manual_seed(seed)
         model = DualEncoder.build(cfg).train()
-        ids, att = model.text.tokenize(texts)
-        batch = Batch(video=video, video_mask=mask, input_ids=ids, attention_mask=att, clips_per_video=clips,
-                      video_ids=[f"v{i}" for i in range(batch_videos)], clip_times=torch.zeros(n, 2),
-                      text_times=torch.zeros(n, 2), texts=texts)
-        setups[policy] = (model, batch, build_optimizer(model, cfg.optim), cfg)
+        setups[policy] = (model, make_batch(model, video, mask, texts, clips), build_optimizer(model, cfg.optim), cfg)
     gather = Gatherer()
 
     def step(policy: str, name: str) -> float:
         model, batch, opt, cfg = setups[policy]
-        t = time.perf_counter()
-        losses = OBJECTIVES.get(name)(model, batch, gather, cfg.loss)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt.step()
-        return time.perf_counter() - t
+        return timed_step(model, batch, opt, gather, cfg.loss, name)
 
     objectives = ("infonce", "norton")
     times = {(p, o): [] for p in policies for o in objectives}
